@@ -1,0 +1,96 @@
+"""Decoder: upsampling blocks that mirror the encoder, with additive skips."""
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from attnsep_jax.models.attention import ChannelAttention, glu
+from attnsep_jax.models.encoder import same_length_padding
+
+
+class DecoderBlock(nn.Module):
+  """Skip add -> transposed conv (upsampling) -> LeakyReLU -> Conv1d -> GLU.
+
+  Attributes:
+    upsample_channels: output channels of the transposed conv.
+    channels: output channels of the block (after the GLU).
+    kernel_size: width of the transposed conv, in output frames.
+    stride: upsampling factor.
+    decoder_kernel_size: width of the Conv1d after upsampling, in frames.
+    leaky_relu_slope: negative slope of the LeakyReLU.
+    channel_attention: squeeze-excitation on the block's output.
+    attention_reduction: channels / hidden width of the attention gate.
+    dtype: compute dtype.
+  """
+  upsample_channels: int
+  channels: int
+  kernel_size: int = 8
+  stride: int = 4
+  decoder_kernel_size: int = 3
+  leaky_relu_slope: float = 0.01
+  channel_attention: bool = True
+  attention_reduction: int = 8
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, skip: jnp.ndarray) -> jnp.ndarray:
+    # x, skip: (batch, frames, in_channels) -> (batch, frames * stride, channels)
+    frames = x.shape[1]
+    x = x + skip  # Demucs's additive skip: no channel growth, same alignment.
+    x = nn.ConvTranspose(self.upsample_channels, (self.kernel_size,),
+                         strides=(self.stride,), padding="VALID",
+                         dtype=self.dtype, name="upsample")(x)
+    # VALID gives (frames - 1) * stride + kernel_size; crop what the encoder
+    # padded so that output sample t lines up with input sample t.
+    left, _ = same_length_padding(self.kernel_size, self.stride)
+    x = x[:, left:left + frames * self.stride]
+    x = nn.leaky_relu(x, self.leaky_relu_slope)
+    x = nn.Conv(2 * self.channels, (self.decoder_kernel_size,), padding="SAME",
+                dtype=self.dtype, name="conv")(x)
+    x = glu(x)
+    if self.channel_attention:
+      x = ChannelAttention(self.attention_reduction, dtype=self.dtype,
+                           name="channel_attention")(x)
+    return x
+
+
+class Decoder(nn.Module):
+  """Mirror of the encoder; the last block emits ``out_channels`` at full rate.
+
+  Attributes:
+    channels: the encoder's channels, shallow to deep (the decoder runs deep
+      to shallow).
+    out_channels: channels of the final output (sources * audio channels).
+    kernel_size: transposed conv width, in frames.
+    stride: upsampling factor per block.
+    decoder_kernel_size: width of each block's Conv1d, in frames.
+    leaky_relu_slope: negative slope of the LeakyReLU.
+    channel_attention: squeeze-excitation on every block but the output one.
+    attention_reduction: channels / hidden width of the attention gate.
+    dtype: compute dtype.
+  """
+  channels: Sequence[int]
+  out_channels: int
+  kernel_size: int = 8
+  stride: int = 4
+  decoder_kernel_size: int = 3
+  leaky_relu_slope: float = 0.01
+  channel_attention: bool = True
+  attention_reduction: int = 8
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, skips: Sequence[jnp.ndarray]) -> jnp.ndarray:
+    # x: (batch, bottleneck_frames, channels[-1]); skips shallow to deep.
+    depth = len(self.channels)
+    for index in reversed(range(depth)):
+      is_output = index == 0
+      upsample_channels = self.channels[max(index - 1, 0)]
+      channels = self.out_channels if is_output else self.channels[index - 1]
+      x = DecoderBlock(
+          upsample_channels, channels, self.kernel_size, self.stride,
+          self.decoder_kernel_size, self.leaky_relu_slope,
+          self.channel_attention and not is_output, self.attention_reduction,
+          dtype=self.dtype, name=f"block_{index}")(x, skips[index])
+    return x  # (batch, time, out_channels)

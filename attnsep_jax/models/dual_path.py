@@ -1,0 +1,202 @@
+"""Dual-path transformer separator (DPTNet, Chen et al. 2020) and segmentation."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from attnsep_jax.models.lstm import BiLSTM
+
+
+def segment(x: jnp.ndarray, chunk_frames: int, hop_frames: int) -> jnp.ndarray:
+  """Splits a sequence into overlapping chunks: (b, frames, d) -> (b, chunks, K, d).
+
+  Zero padding of ``K - P`` frames on both sides (plus up to ``P - 1`` to
+  reach a whole hop) puts every real frame in exactly ``K / P`` chunks, so
+  ``overlap_add`` is an exact inverse, edges included.
+  """
+  if chunk_frames % hop_frames:
+    raise ValueError(
+        f"chunk_frames ({chunk_frames}) must be a multiple of hop_frames ({hop_frames})")
+  batch, frames, dim = x.shape
+  overlap = chunk_frames - hop_frames
+  extra = (-frames) % hop_frames
+  x = jnp.pad(x, ((0, 0), (overlap, overlap + extra), (0, 0)))
+  blocks = x.shape[1] // hop_frames
+  # (b, padded, d) -> (b, blocks, P, d): a chunk is K/P consecutive blocks.
+  x = x.reshape(batch, blocks, hop_frames, dim)
+  per_chunk = chunk_frames // hop_frames
+  num_chunks = blocks - per_chunk + 1
+  return jnp.concatenate(
+      [x[:, j:j + num_chunks] for j in range(per_chunk)], axis=2)
+
+
+def overlap_add(chunks: jnp.ndarray, frames: int, hop_frames: int) -> jnp.ndarray:
+  """Inverse of ``segment``: (b, chunks, K, d) -> (b, frames, d), averaging overlaps."""
+  batch, num_chunks, chunk_frames, dim = chunks.shape
+  per_chunk = chunk_frames // hop_frames
+  # (b, chunks, K, d) -> (b, chunks, K/P, P, d)
+  pieces = chunks.reshape(batch, num_chunks, per_chunk, hop_frames, dim)
+  total = sum(
+      jnp.pad(pieces[:, :, j], ((0, 0), (j, per_chunk - 1 - j), (0, 0), (0, 0)))
+      for j in range(per_chunk))
+  # (b, blocks, P, d) -> (b, padded, d)
+  total = total.reshape(batch, -1, dim) / per_chunk
+  overlap = chunk_frames - hop_frames
+  return total[:, overlap:overlap + frames]
+
+
+def sinusoidal_encoding(length: int, dim: int) -> np.ndarray:
+  """Transformer positional encoding (Vaswani et al., 2017): (length, dim)."""
+  position = np.arange(length)[:, None]
+  rates = np.exp(-np.log(10000.0) * (np.arange(0, dim, 2) / dim))
+  table = np.zeros((length, dim), np.float32)
+  table[:, 0::2] = np.sin(position * rates)
+  table[:, 1::2] = np.cos(position * rates)[:, : dim // 2]
+  return table
+
+
+class TransformerLayer(nn.Module):
+  """DPTNet's improved transformer layer (post-norm).
+
+  x = norm(x + MHA(x)); x = norm(x + Linear(ReLU(BiLSTM(x)))). The BiLSTM
+  replaces the first linear layer of the feed-forward network and gives the
+  layer its sense of order, so no positional encoding is needed.
+
+  Attributes:
+    dim: feature width.
+    num_heads: attention heads (dim must divide by it).
+    ffn: "bilstm" (DPTNet) or "linear" (the vanilla transformer's FFN).
+    ffn_hidden: LSTM units per direction, or the linear FFN's width.
+    positional_encoding: "none" or "sinusoidal" (added to the layer input).
+    dropout_rate: dropout on the attention and FFN outputs.
+    dtype: compute dtype.
+  """
+  dim: int
+  num_heads: int = 8
+  ffn: str = "bilstm"
+  ffn_hidden: int = 256
+  positional_encoding: str = "none"
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
+    # x: (sequences, length, dim)
+    if self.positional_encoding == "sinusoidal":
+      x = x + sinusoidal_encoding(x.shape[1], self.dim).astype(x.dtype)
+    elif self.positional_encoding != "none":
+      raise ValueError(f"unknown positional_encoding {self.positional_encoding!r}")
+    attended = nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads, qkv_features=self.dim, out_features=self.dim,
+        dropout_rate=self.dropout_rate, deterministic=deterministic,
+        dtype=self.dtype, name="attention")(x, x)
+    attended = nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
+    x = nn.LayerNorm(dtype=self.dtype, name="attention_norm")(x + attended)
+    if self.ffn == "bilstm":
+      hidden = BiLSTM(self.ffn_hidden, dtype=self.dtype, name="ffn_bilstm")(x)
+    elif self.ffn == "linear":
+      hidden = nn.Dense(self.ffn_hidden, dtype=self.dtype, name="ffn_linear")(x)
+    else:
+      raise ValueError(f"unknown ffn {self.ffn!r}")
+    hidden = nn.Dense(self.dim, dtype=self.dtype, name="ffn_out")(nn.relu(hidden))
+    hidden = nn.Dropout(self.dropout_rate)(hidden, deterministic=deterministic)
+    return nn.LayerNorm(dtype=self.dtype, name="ffn_norm")(x + hidden)
+
+
+class DualPathBlock(nn.Module):
+  """Intra-chunk transformer (over K, local) then inter-chunk (over S, global).
+
+  Attributes: as ``TransformerLayer``.
+  """
+  dim: int
+  num_heads: int = 8
+  ffn: str = "bilstm"
+  ffn_hidden: int = 256
+  positional_encoding: str = "none"
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
+    batch, num_chunks, chunk_frames, dim = x.shape
+    layer = lambda name: TransformerLayer(
+        self.dim, self.num_heads, self.ffn, self.ffn_hidden,
+        self.positional_encoding, self.dropout_rate, self.dtype, name=name)
+    # (b, S, K, d) -> (b*S, K, d): attention within each chunk.
+    x = layer("intra")(x.reshape(batch * num_chunks, chunk_frames, dim), deterministic)
+    x = x.reshape(batch, num_chunks, chunk_frames, dim)
+    # (b, S, K, d) -> (b*K, S, d): attention across chunks at each position.
+    x = x.transpose(0, 2, 1, 3).reshape(batch * chunk_frames, num_chunks, dim)
+    x = layer("inter")(x, deterministic)
+    return x.reshape(batch, chunk_frames, num_chunks, dim).transpose(0, 2, 1, 3)
+
+
+class DualPathSeparator(nn.Module):
+  """Projection -> segmentation -> B dual-path blocks -> overlap-add -> projection.
+
+  Residual around the whole separator, so that removing it (the "none"
+  ablation) leaves a plain U-Net rather than a different network.
+
+  Attributes:
+    dim: feature width inside the separator (projected from the bottleneck).
+    num_blocks: B, the number of dual-path blocks.
+    chunk_frames: K, chunk length in bottleneck frames.
+    hop_frames: P, hop between chunks in bottleneck frames (divides K).
+    num_heads: attention heads.
+    ffn: "bilstm" or "linear" feed-forward in every transformer layer.
+    ffn_hidden: LSTM units per direction, or the linear FFN's width.
+    positional_encoding: "none" or "sinusoidal".
+    dropout_rate: dropout inside the transformer layers.
+    remat: recompute each block in the backward pass to save memory.
+    dtype: compute dtype.
+  """
+  dim: int = 256
+  num_blocks: int = 6
+  chunk_frames: int = 16
+  hop_frames: int = 8
+  num_heads: int = 8
+  ffn: str = "bilstm"
+  ffn_hidden: int = 256
+  positional_encoding: str = "none"
+  dropout_rate: float = 0.0
+  remat: bool = False
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
+    # x: (batch, frames, channels)
+    frames, channels = x.shape[1], x.shape[2]
+    h = nn.LayerNorm(dtype=self.dtype, name="input_norm")(x)
+    h = nn.Dense(self.dim, dtype=self.dtype, name="input_projection")(h)
+    h = segment(h, self.chunk_frames, self.hop_frames)   # (b, S, K, dim)
+    block = nn.remat(DualPathBlock, static_argnums=(2,)) if self.remat else DualPathBlock
+    for index in range(self.num_blocks):
+      h = block(self.dim, self.num_heads, self.ffn, self.ffn_hidden,
+                self.positional_encoding, self.dropout_rate, self.dtype,
+                name=f"block_{index}")(h, deterministic)
+    h = overlap_add(h, frames, self.hop_frames)          # (b, frames, dim)
+    h = nn.Dense(channels, dtype=self.dtype, name="output_projection")(h)
+    return x + h
+
+
+class BiLSTMSeparator(nn.Module):
+  """Demucs v2's bottleneck: stacked BiLSTMs and a linear layer, residual.
+
+  Attributes:
+    dim: LSTM units per direction (and the projection width).
+    num_layers: stacked BiLSTM layers (Demucs v2 uses 2).
+    dtype: compute dtype.
+  """
+  dim: int = 256
+  num_layers: int = 2
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
+    del deterministic
+    h = nn.Dense(self.dim, dtype=self.dtype, name="input_projection")(x)
+    for index in range(self.num_layers):
+      h = BiLSTM(self.dim, dtype=self.dtype, name=f"bilstm_{index}")(h)
+    return x + nn.Dense(x.shape[-1], dtype=self.dtype, name="output_projection")(h)

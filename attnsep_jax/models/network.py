@@ -1,0 +1,154 @@
+"""The separation network: normalise -> encoder -> separator -> decoder -> stems."""
+
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from attnsep_jax.models.decoder import Decoder
+from attnsep_jax.models.dual_path import BiLSTMSeparator, DualPathSeparator
+from attnsep_jax.models.encoder import Encoder
+
+SEPARATORS = ("dual_path", "bilstm", "none")
+
+
+class AttnSepNet(nn.Module):
+  """Attention-based time-domain U-Net separator (Wang et al., 2023).
+
+  Maps a mixture ``(batch, time, audio_channels)`` to stems
+  ``(batch, num_sources, time, audio_channels)`` for any ``time``: the input
+  is zero-padded to a multiple of ``stride ** len(channels)`` and the output
+  trimmed back.  See docs/architecture.md for the reasons behind each default.
+
+  Attributes:
+    num_sources: stems produced (4: drums, bass, other, vocals).
+    audio_channels: channels of the mixture and of each stem (2, stereo).
+    channels: encoder block widths, shallow to deep (paper: 32 ... 1024).
+    kernel_size: encoder/decoder (transposed) conv width, in frames.
+    stride: down/upsampling factor per block.
+    depthwise_kernel_size: encoder depthwise conv width, in frames.
+    decoder_kernel_size: decoder Conv1d width, in frames.
+    leaky_relu_slope: negative slope of every LeakyReLU.
+    dense_connections: DenseNet-style connections across encoder scales.
+    channel_attention: squeeze-excitation on every block's feature map.
+    attention_reduction: channels / hidden width of the attention gates.
+    separator: "dual_path" (paper), "bilstm" (Demucs v2) or "none".
+    separator_dim: feature width inside the separator.
+    num_dual_path_blocks: B, dual-path transformer blocks.
+    chunk_frames: K, chunk length in bottleneck frames.
+    hop_frames: P, hop between chunks in bottleneck frames.
+    num_heads: attention heads in each transformer layer.
+    ffn: transformer feed-forward, "bilstm" (paper/DPTNet) or "linear".
+    ffn_hidden: LSTM units per direction (or linear width) of the FFN.
+    positional_encoding: "none" (paper) or "sinusoidal".
+    dropout_rate: dropout inside the separator (training only).
+    normalize_input: standardise by the mixture's mono mean/std, undo at the
+      output (Demucs), so the model is blind to the input level.
+    remat_separator: rematerialise dual-path blocks in the backward pass.
+    dtype: compute dtype name ("float32" or "bfloat16"); params stay float32.
+  """
+  num_sources: int = 4
+  audio_channels: int = 2
+  channels: Sequence[int] = (32, 64, 128, 256, 512, 1024)
+  kernel_size: int = 8
+  stride: int = 4
+  depthwise_kernel_size: int = 3
+  decoder_kernel_size: int = 3
+  leaky_relu_slope: float = 0.01
+  dense_connections: bool = True
+  channel_attention: bool = True
+  attention_reduction: int = 8
+  separator: str = "dual_path"
+  separator_dim: int = 256
+  num_dual_path_blocks: int = 6
+  chunk_frames: int = 16
+  hop_frames: int = 8
+  num_heads: int = 8
+  ffn: str = "bilstm"
+  ffn_hidden: int = 256
+  positional_encoding: str = "none"
+  dropout_rate: float = 0.0
+  normalize_input: bool = True
+  remat_separator: bool = False
+  dtype: str = "float32"
+
+  @property
+  def total_stride(self) -> int:
+    return self.stride ** len(self.channels)
+
+  def valid_length(self, time: int) -> int:
+    """Smallest length >= ``time`` that the U-Net maps to itself exactly."""
+    return max(1, math.ceil(time / self.total_stride)) * self.total_stride
+
+  @nn.compact
+  def __call__(self, mixture: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    if mixture.ndim != 3 or mixture.shape[-1] != self.audio_channels:
+      raise ValueError(
+          f"expected a mixture of shape (batch, time, {self.audio_channels}), got "
+          f"{tuple(mixture.shape)}; convert mono to stereo first "
+          "(attnsep_jax.audio reads files as stereo)")
+    if mixture.shape[1] == 0:
+      raise ValueError("cannot separate an empty mixture (time == 0)")
+    if self.separator not in SEPARATORS:
+      raise ValueError(f"separator must be one of {SEPARATORS}, got {self.separator!r}")
+    dtype = jnp.dtype(self.dtype)
+    batch, time, audio_channels = mixture.shape
+    x = mixture.astype(jnp.float32)
+    if self.normalize_input:
+      mono = x.mean(axis=-1)                               # (batch, time)
+      mean = mono.mean(axis=1)[:, None, None]              # (batch, 1, 1)
+      std = mono.std(axis=1)[:, None, None]
+      x = (x - mean) / (1e-5 + std)
+    x = jnp.pad(x, ((0, 0), (0, self.valid_length(time) - time), (0, 0)))
+    x = x.astype(dtype)
+
+    conv_args = dict(kernel_size=self.kernel_size, stride=self.stride,
+                     leaky_relu_slope=self.leaky_relu_slope,
+                     channel_attention=self.channel_attention,
+                     attention_reduction=self.attention_reduction, dtype=dtype)
+    skips = Encoder(self.channels, depthwise_kernel_size=self.depthwise_kernel_size,
+                    dense_connections=self.dense_connections, name="encoder",
+                    **conv_args)(x)
+    x = skips[-1]                                          # (batch, frames, C_N)
+    if self.separator == "dual_path":
+      x = DualPathSeparator(
+          self.separator_dim, self.num_dual_path_blocks, self.chunk_frames,
+          self.hop_frames, self.num_heads, self.ffn, self.ffn_hidden,
+          self.positional_encoding, self.dropout_rate, self.remat_separator,
+          dtype=dtype, name="separator")(x, not train)
+    elif self.separator == "bilstm":
+      x = BiLSTMSeparator(self.separator_dim, dtype=dtype, name="separator")(x)
+    x = Decoder(self.channels, self.num_sources * audio_channels,
+                decoder_kernel_size=self.decoder_kernel_size, name="decoder",
+                **conv_args)(x, skips)
+    x = x[:, :time].astype(jnp.float32)                    # (batch, time, S*C)
+    # (batch, time, S*C) -> (batch, S, time, C)
+    x = x.reshape(batch, time, self.num_sources, audio_channels).transpose(0, 2, 1, 3)
+    if self.normalize_input:
+      x = x * (1e-5 + std[:, None]) + mean[:, None]
+    return x
+
+
+def build_model(model_config) -> AttnSepNet:
+  """``AttnSepNet(**config.model)``, with config tuples/lists normalised."""
+  kwargs = dict(model_config)
+  kwargs["channels"] = tuple(kwargs["channels"])
+  return AttnSepNet(**kwargs)
+
+
+def init_params(model: AttnSepNet, rng: jax.Array, time: int = 4096, batch: int = 1):
+  """Initialises parameters on a short dummy input (shapes do not depend on it)."""
+  dummy = jnp.zeros((batch, model.valid_length(time), model.audio_channels))
+  return model.init(rng, dummy)["params"]
+
+
+def abstract_params(model: AttnSepNet):
+  """Parameter shapes without computing anything (``jax.eval_shape``)."""
+  return jax.eval_shape(lambda rng: init_params(model, rng), jax.random.key(0))
+
+
+def count_params(params) -> int:
+  return int(sum(np.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(params)))
