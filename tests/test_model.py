@@ -1,0 +1,191 @@
+"""The separation network: shapes, gradients, segmentation, ablations, tracing."""
+
+import glob
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from attnsep_jax import SOURCES
+from attnsep_jax.config import apply_overrides, load_ablation, load_config
+from attnsep_jax.losses import separation_loss
+from attnsep_jax.models.dual_path import overlap_add, segment
+from attnsep_jax.models.network import abstract_params, build_model, count_params
+
+
+def _keys(tree):
+  return {"/".join(str(getattr(k, "key", k)) for k in path)
+          for path, _ in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+@pytest.mark.parametrize("batch,time", [(1, 1), (2, 37), (1, 4096 + 3), (3, 1000)])
+def test_output_shape_any_length(tiny_config, batch, time):
+  model = build_model(tiny_config.model)
+  params = abstract_params(model)
+  mixture = jax.ShapeDtypeStruct((batch, time, 2), jnp.float32)
+  stems = jax.eval_shape(lambda p, x: model.apply({"params": p}, x), params, mixture)
+  assert stems.shape == (batch, len(SOURCES), time, 2)
+
+
+def test_apply_runs_and_trims(tiny_model_and_params):
+  model, params = tiny_model_and_params
+  rng = np.random.default_rng(0)
+  for time in (333, 800):  # neither is a multiple of the total stride (16)
+    mixture = rng.normal(size=(2, time, 2)).astype(np.float32) * 0.1
+    stems = model.apply({"params": params}, mixture)
+    assert stems.shape == (2, 4, time, 2)
+    assert np.all(np.isfinite(np.asarray(stems)))
+
+
+@pytest.mark.parametrize("shape", [(1, 100), (1, 100, 1), (1, 100, 3), (100, 2, 1)])
+def test_wrong_channels_is_a_clear_error(tiny_model_and_params, shape):
+  model, params = tiny_model_and_params
+  with pytest.raises(ValueError, match="mixture of shape"):
+    model.apply({"params": params}, jnp.zeros(shape))
+
+
+def test_empty_input_is_a_clear_error(tiny_model_and_params):
+  model, params = tiny_model_and_params
+  with pytest.raises(ValueError, match="empty"):
+    model.apply({"params": params}, jnp.zeros((1, 0, 2)))
+
+
+def test_silence_gives_finite_output(tiny_model_and_params):
+  model, params = tiny_model_and_params
+  stems = model.apply({"params": params}, jnp.zeros((1, 160, 2)))
+  assert np.all(np.isfinite(np.asarray(stems)))
+
+
+def test_loudness_invariance(tiny_model_and_params):
+  """Input normalisation makes the output scale with the input."""
+  model, params = tiny_model_and_params
+  mixture = np.random.default_rng(1).normal(size=(1, 320, 2)).astype(np.float32)
+  quiet = np.asarray(model.apply({"params": params}, 0.01 * mixture))
+  loud = np.asarray(model.apply({"params": params}, mixture))
+  np.testing.assert_allclose(100 * quiet, loud, rtol=2e-3, atol=2e-4)
+
+
+def test_gradients_finite_and_nonzero_for_every_leaf(tiny_config, tiny_model_and_params):
+  model, params = tiny_model_and_params
+  rng = np.random.default_rng(2)
+  mixture = rng.normal(size=(2, 320, 2)).astype(np.float32) * 0.1
+  sources = rng.normal(size=(2, 4, 320, 2)).astype(np.float32) * 0.05
+
+  def loss_fn(p):
+    return separation_loss(sources, model.apply({"params": p}, mixture),
+                           **tiny_config.loss)[0]
+
+  grads = jax.grad(loss_fn)(params)
+  for path, leaf in jax.tree_util.tree_leaves_with_path(grads):
+    leaf = np.asarray(leaf)
+    assert np.all(np.isfinite(leaf)), path
+    assert np.any(leaf != 0), f"zero gradient for {jax.tree_util.keystr(path)}"
+
+
+@pytest.mark.parametrize("frames,chunk,hop", [
+    (1, 4, 2), (7, 4, 2), (16, 4, 2), (50, 16, 8), (33, 8, 2), (10, 3, 1), (5, 6, 6)])
+def test_overlap_add_inverts_segment_exactly(frames, chunk, hop):
+  x = jnp.asarray(np.random.default_rng(frames).normal(size=(2, frames, 5)), jnp.float32)
+  chunks = segment(x, chunk, hop)
+  assert chunks.shape[2] == chunk
+  # Every real frame appears in exactly chunk/hop chunks.
+  ones = segment(jnp.ones((1, frames, 1)), chunk, hop)
+  assert float(ones.sum()) == frames * chunk // hop
+  restored = overlap_add(chunks, frames, hop)
+  if (chunk // hop) & (chunk // hop - 1) == 0:  # power of two: division is exact
+    np.testing.assert_array_equal(np.asarray(restored), np.asarray(x))
+  else:
+    np.testing.assert_allclose(np.asarray(restored), np.asarray(x), rtol=1e-6)
+
+
+def test_segment_rejects_hop_not_dividing_chunk():
+  with pytest.raises(ValueError, match="multiple of hop_frames"):
+    segment(jnp.zeros((1, 10, 2)), 5, 2)
+
+
+def test_apply_does_not_retrace(tiny_model_and_params):
+  model, params = tiny_model_and_params
+  traces = []
+
+  @jax.jit
+  def forward(p, x):
+    traces.append(1)
+    return model.apply({"params": p}, x)
+
+  x = jnp.zeros((1, 160, 2))
+  forward(params, x).block_until_ready()
+  forward(params, x + 1.0).block_until_ready()
+  assert len(traces) == 1
+
+
+ABLATIONS = sorted(glob.glob(os.path.join(
+    os.path.dirname(__file__), "..", "configs", "ablations", "*.py")))
+
+
+def test_every_ablation_is_tested():
+  assert len(ABLATIONS) >= 9
+
+
+@pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: os.path.basename(p)[:-3])
+def test_ablation_changes_what_it_says(path, tiny_config):
+  """Each ablation, applied to the tiny base, builds, applies, and differs as named."""
+  base = tiny_config
+  variant = load_ablation(path)(apply_overrides(base, []))
+  name = os.path.basename(path)[:-3]
+  base_keys = _keys(abstract_params(build_model(base.model)))
+  model = build_model(variant.model)
+  params = abstract_params(model)
+  keys = _keys(params)
+  stems = jax.eval_shape(lambda p, x: model.apply({"params": p}, x), params,
+                         jax.ShapeDtypeStruct((1, 100, 2), jnp.float32))
+  assert stems.shape == (1, 4, 100, 2)
+
+  has = lambda ks, word: any(word in k for k in ks)
+  if name == "no_channel_attention":
+    assert has(base_keys, "channel_attention") and not has(keys, "channel_attention")
+  elif name == "no_dense_connections":
+    assert keys == base_keys
+    deep = lambda p: p["encoder"]["block_1"]["downsample"]["kernel"].shape[1]
+    assert deep(params) < deep(abstract_params(build_model(base.model)))
+  elif name == "separator_bilstm":
+    assert has(keys, "separator/bilstm_1") and not has(keys, "separator/block_0")
+  elif name == "separator_none":
+    assert not has(keys, "separator")
+  elif name == "ffn_linear":
+    assert has(base_keys, "ffn_bilstm") and not has(keys, "ffn_bilstm")
+    assert has(keys, "ffn_linear")
+  elif name == "positional_sinusoidal":
+    assert keys == base_keys and variant.model.positional_encoding == "sinusoidal"
+  elif name.startswith("loss_"):
+    assert keys == base_keys and variant.loss.kind == name[len("loss_"):]
+  elif name == "fewer_blocks":
+    assert variant.model.num_dual_path_blocks == max(1, base.model.num_dual_path_blocks // 2)
+  else:
+    pytest.fail(f"no expectation written for ablation {name}")
+
+
+@pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: os.path.basename(p)[:-3])
+def test_ablation_files_derive_from_paper(path, repo_root):
+  paper = load_config(os.path.join(repo_root, "configs", "paper.py"))
+  variant = load_config(path)
+  assert variant.model.channels == paper.model.channels
+  assert variant.to_dict() != paper.to_dict()
+
+
+def test_positional_encoding_changes_output(tiny_config, tiny_model_and_params):
+  model, params = tiny_model_and_params
+  variant = apply_overrides(tiny_config, ["model.positional_encoding='sinusoidal'"])
+  other = build_model(variant.model)
+  x = np.random.default_rng(3).normal(size=(1, 320, 2)).astype(np.float32)
+  a = np.asarray(model.apply({"params": params}, x))
+  b = np.asarray(other.apply({"params": params}, x))
+  assert not np.allclose(a, b)
+
+
+def test_paper_parameter_count_matches_docs(repo_root):
+  model = build_model(load_config(os.path.join(repo_root, "configs", "paper.py")).model)
+  total = count_params(abstract_params(model))
+  with open(os.path.join(repo_root, "docs", "architecture.md")) as f:
+    assert f"{total:,}" in f.read(), "docs/architecture.md states a stale parameter count"
