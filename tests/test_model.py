@@ -189,3 +189,27 @@ def test_paper_parameter_count_matches_docs(repo_root):
   total = count_params(abstract_params(model))
   with open(os.path.join(repo_root, "docs", "architecture.md")) as f:
     assert f"{total:,}" in f.read(), "docs/architecture.md states a stale parameter count"
+
+
+def test_fast_convolutions_match_flax_reference():
+  """layers.py's depthwise and transposed convs equal the lax convolutions."""
+  import flax.linen as nn
+  from attnsep_jax.models.layers import DepthwiseConv1d, TransposedConv1d
+  x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 37, 6)), jnp.float32)
+  for kernel_size in (3, 4, 5):
+    ours = DepthwiseConv1d(kernel_size)
+    params = ours.init(jax.random.key(0), x)
+    reference = nn.Conv(6, (kernel_size,), padding="SAME", feature_group_count=6)
+    np.testing.assert_allclose(ours.apply(params, x), reference.apply(params, x),
+                               rtol=1e-5, atol=1e-5)
+  for kernel_size, stride in ((8, 4), (6, 4), (3, 1), (5, 2)):
+    ours = TransposedConv1d(5, kernel_size, stride)
+    params = ours.init(jax.random.key(1), x)
+    # flax's ConvTranspose (transpose_kernel=False) applies the kernel flipped.
+    flipped = jax.tree_util.tree_map(lambda a: a, params)
+    flipped["params"]["kernel"] = params["params"]["kernel"][::-1]
+    reference = nn.ConvTranspose(5, (kernel_size,), strides=(stride,), padding="VALID")
+    expected = reference.apply(flipped, x)
+    got = ours.apply(params, x)
+    assert got.shape == expected.shape == (2, 36 * stride + kernel_size, 5)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

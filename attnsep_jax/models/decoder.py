@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from attnsep_jax.models.attention import ChannelAttention, glu
 from attnsep_jax.models.encoder import same_length_padding
+from attnsep_jax.models.layers import TransposedConv1d
 
 
 class DecoderBlock(nn.Module):
@@ -38,10 +39,9 @@ class DecoderBlock(nn.Module):
     # x, skip: (batch, frames, in_channels) -> (batch, frames * stride, channels)
     frames = x.shape[1]
     x = x + skip  # Demucs's additive skip: no channel growth, same alignment.
-    x = nn.ConvTranspose(self.upsample_channels, (self.kernel_size,),
-                         strides=(self.stride,), padding="VALID",
+    x = TransposedConv1d(self.upsample_channels, self.kernel_size, self.stride,
                          dtype=self.dtype, name="upsample")(x)
-    # VALID gives (frames - 1) * stride + kernel_size; crop what the encoder
+    # (frames - 1) * stride + kernel_size samples; crop what the encoder
     # padded so that output sample t lines up with input sample t.
     left, _ = same_length_padding(self.kernel_size, self.stride)
     x = x[:, left:left + frames * self.stride]

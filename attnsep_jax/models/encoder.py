@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from attnsep_jax.models.attention import ChannelAttention, glu
+from attnsep_jax.models.layers import DepthwiseConv1d
 
 
 def same_length_padding(kernel_size: int, stride: int) -> tuple[int, int]:
@@ -58,9 +59,8 @@ class EncoderBlock(nn.Module):
                 padding=[same_length_padding(self.kernel_size, self.stride)],
                 dtype=self.dtype, name="downsample")(x)
     x = glu(x)
-    x = nn.Conv(self.channels, (self.depthwise_kernel_size,), padding="SAME",
-                feature_group_count=self.channels, dtype=self.dtype,
-                name="depthwise")(x)
+    x = DepthwiseConv1d(self.depthwise_kernel_size, dtype=self.dtype,
+                        name="depthwise")(x)
     x = nn.Dense(self.channels, dtype=self.dtype, name="pointwise")(x)
     x = nn.leaky_relu(x, self.leaky_relu_slope)
     if self.channel_attention:

@@ -1,0 +1,79 @@
+"""Convolutions written as the matmuls and shifted adds XLA runs fastest.
+
+XLA's CPU backend lowers grouped (depthwise) convolutions and transposed
+convolutions to slow generic loops: measured on our 2-core CPU, a depthwise
+conv over 4 x 22050 frames x 16 channels took 31 ms forward, 41 ms backward as
+``nn.Conv(feature_group_count=C)`` and 1 ms / 5 ms as shifted multiply-adds;
+a kernel-8, stride-4 transposed conv took 337 ms backward as
+``nn.ConvTranspose`` and 58 ms as one matmul and an overlap-add.  Both
+modules here compute exactly those operations with the same parameter shapes
+and initialisers as their ``flax.linen`` counterparts.
+"""
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class DepthwiseConv1d(nn.Module):
+  """Per-channel 1D convolution with "same" padding (odd kernels centred).
+
+  Attributes:
+    kernel_size: width, in frames.
+    dtype: compute dtype.
+  """
+  kernel_size: int = 3
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    # x: (batch, frames, channels) -> same shape
+    frames, channels = x.shape[1], x.shape[2]
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (self.kernel_size, 1, channels)).astype(self.dtype)
+    bias = self.param("bias", nn.initializers.zeros, (channels,)).astype(self.dtype)
+    left = (self.kernel_size - 1) // 2
+    padded = jnp.pad(x.astype(self.dtype),
+                     ((0, 0), (left, self.kernel_size - 1 - left), (0, 0)))
+    taps = [padded[:, j:j + frames] * kernel[j, 0] for j in range(self.kernel_size)]
+    return sum(taps) + bias
+
+
+class TransposedConv1d(nn.Module):
+  """Transposed 1D convolution without padding: L frames -> (L - 1) * stride + kernel.
+
+  Output sample ``t * stride + j`` receives ``x[t] @ kernel[j]``.  Computed as
+  one (frames, in) x (in, kernel * out) matmul and an overlap-add of its
+  ``ceil(kernel / stride)`` stride-long pieces.
+
+  Attributes:
+    features: output channels.
+    kernel_size: width, in output frames.
+    stride: upsampling factor.
+    dtype: compute dtype.
+  """
+  features: int
+  kernel_size: int = 8
+  stride: int = 4
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    batch, frames, in_channels = x.shape
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (self.kernel_size, in_channels, self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    pieces = math.ceil(self.kernel_size / self.stride)
+    # Zero taps up to a whole number of strides; they add nothing to the sum.
+    kernel = jnp.pad(kernel, ((0, pieces * self.stride - self.kernel_size), (0, 0), (0, 0)))
+    y = jnp.einsum("blc,kcd->blkd", x.astype(self.dtype), kernel.astype(self.dtype))
+    # (b, L, pieces*stride, out) -> (b, L, pieces, stride, out)
+    y = y.reshape(batch, frames, pieces, self.stride, self.features)
+    y = sum(jnp.pad(y[:, :, j], ((0, 0), (j, pieces - 1 - j), (0, 0), (0, 0)))
+            for j in range(pieces))
+    # (b, L + pieces - 1, stride, out) -> (b, (L + pieces - 1) * stride, out)
+    y = y.reshape(batch, (frames + pieces - 1) * self.stride, self.features)
+    full = (frames - 1) * self.stride + self.kernel_size
+    return y[:, :full] + bias.astype(self.dtype)
