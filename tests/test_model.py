@@ -213,3 +213,22 @@ def test_fast_convolutions_match_flax_reference():
     got = ours.apply(params, x)
     assert got.shape == expected.shape == (2, 36 * stride + kernel_size, 5)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_output(tiny_config):
+  config = apply_overrides(tiny_config, ["model.dtype='bfloat16'"])
+  model = build_model(config.model)
+  params = abstract_params(model)
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(params))
+  stems = jax.eval_shape(lambda p, x: model.apply({"params": p}, x), params,
+                         jax.ShapeDtypeStruct((1, 100, 2), jnp.float32))
+  assert stems.dtype == jnp.float32 and stems.shape == (1, 4, 100, 2)
+
+
+def test_remat_separator_gives_the_same_gradients(tiny_config, tiny_model_and_params):
+  model, params = tiny_model_and_params
+  remat = build_model(apply_overrides(tiny_config, ["model.remat_separator=True"]).model)
+  x = np.random.default_rng(5).normal(size=(1, 160, 2)).astype(np.float32)
+  grad = lambda m: jax.grad(lambda p: jnp.sum(m.apply({"params": p}, x) ** 2))(params)
+  for a, b in zip(jax.tree_util.tree_leaves(grad(model)), jax.tree_util.tree_leaves(grad(remat))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
