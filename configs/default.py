@@ -53,14 +53,26 @@ def get_config():
       source_weights=(1.0, 1.0, 1.0, 1.0),
   )
 
-  # Owned by attnsep_jax.data: exactly the loader's keyword arguments.
+  # Owned by attnsep_jax.data: exactly ChunkLoader's keyword arguments (the
+  # runtime process_index/process_count come from jax).  Augmentation as
+  # Demucs v2/v3: remix across tracks, gain 0.25-1.25, channel swap, sign
+  # flip, a 1 s random shift per source.  See docs/data.md.
   config.data = dict(
-      root="data/synth",
-      is_wav=True,
-      sample_rate=44100,
-      segment_seconds=10.0,
+      root="data/musdb18hq",      # MUSDB18-HQ: {train,test}/<track>/{mixture,...}.wav
+      is_wav=True,                # False for MUSDB18 .stem.mp4
+      sample_rate=44100,          # Hz
+      segment_seconds=10.0,       # training chunk length
       batch_size=16,              # global batch, split over processes/devices
       seed=42,
+      split="train",              # train | valid | train+valid (musdb's split)
+      remix_probability=1.0,      # chance an example takes each source from its own track
+      gain_range=(0.25, 1.25),    # linear gain per source; None: off
+      channel_swap=True,
+      polarity_flip=True,
+      shift_seconds=1.0,          # per-source random offset in [0, shift]
+      silence_threshold_db=None,  # dBFS: redraw quieter source chunks; None: keep
+      prefetch_batches=4,         # batches computed ahead in threads
+      num_workers=4,              # threads computing batches
   )
 
   config.optim = dict(
@@ -74,6 +86,7 @@ def get_config():
       accumulate_steps=1,
       b1=0.9,
       b2=0.999,
+      decay_steps=None,           # end of the cosine, in updates; None: the whole run
   )
 
   config.train = dict(

@@ -38,3 +38,46 @@ def tiny_model_and_params(tiny_config):
   model = build_model(tiny_config.model)
   params = jax.jit(lambda rng: init_params(model, rng))(jax.random.key(0))
   return model, params
+
+
+# ---------------------------------------------------------------------------
+# train fixtures (attnsep_jax.train tests)
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def train_config(tiny_config):
+  """tiny.py with a schedule that does not depend on num_steps, so that every
+  train test shares one compiled step (equal configs -> equal static state)."""
+  from attnsep_jax.config import apply_overrides
+  return apply_overrides(tiny_config, [
+      "optim.learning_rate=3e-3", "optim.warmup_steps=0", "optim.decay=constant",
+      "optim.decay_steps=1000", "data.batch_size=2", "train.ema_decay=0.9"])
+
+
+@pytest.fixture(scope="session")
+def train_state(train_config):
+  """One fresh TrainState of train_config, shared by the train tests."""
+  from attnsep_jax.train.state import create_train_state
+  return create_train_state(train_config)
+
+
+# ---------------------------------------------------------------------------
+# data fixtures (attnsep_jax.data tests)
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory):
+  """A tiny built-in corpus, generated once per session (read-only for tests):
+  3 train tracks (the last one listed for validation) + 2 test tracks of 3.5 s."""
+  from attnsep_jax.data.synth import generate_corpus
+  root = tmp_path_factory.mktemp("data") / "synth"
+  generate_corpus(str(root), tracks=3, test_tracks=2, valid_tracks=1, seconds=3.5, seed=7,
+                  workers=1)
+  return str(root)
+
+
+@pytest.fixture
+def corpus_copy(synth_corpus, tmp_path):
+  """A writable copy of synth_corpus, for tests that break it on purpose."""
+  import shutil
+  root = tmp_path / "corpus"
+  shutil.copytree(synth_corpus, root)
+  return str(root)

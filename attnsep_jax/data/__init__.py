@@ -1,0 +1,11 @@
+"""Training data: track index, augmentation, streaming loader, built-in corpus.
+
+* ``musdb``: ``TrackIndex`` over MUSDB18 / MUSDB18-HQ / MUSDB-layout folders.
+* ``augment``: pure NumPy augmentations (remix, gain, channel swap, polarity, shift).
+* ``loader``: ``ChunkLoader`` (config.data), ``validation_tracks``, ``shard_for_devices``.
+* ``synth``: the built-in corpus generator (``python -m attnsep_jax.data.synth``).
+
+See docs/data.md.
+"""
+
+from attnsep_jax.data.musdb import DataError, Track, TrackIndex  # noqa: F401

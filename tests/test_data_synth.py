@@ -1,0 +1,132 @@
+"""The built-in corpus: layout, exact sums, no clipping, determinism, variety, CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from attnsep_jax import SOURCES
+from attnsep_jax.data import synth
+from attnsep_jax.data.musdb import TrackIndex
+
+STEMS = ("mixture",) + SOURCES
+
+
+def test_layout_and_metadata(synth_corpus):
+  for subset, count in (("train", 3), ("test", 2)):
+    names = sorted(os.listdir(os.path.join(synth_corpus, subset)))
+    assert len(names) == count
+    for name in names:
+      assert name.startswith("Synth ") and " in " in name
+      files = sorted(os.listdir(os.path.join(synth_corpus, subset, name)))
+      assert files == sorted(f"{s}.wav" for s in STEMS)
+      for stem in STEMS:
+        info = sf.info(os.path.join(synth_corpus, subset, name, f"{stem}.wav"))
+        assert (info.channels, info.samplerate, info.frames) == (2, 44100, int(3.5 * 44100))
+        assert info.subtype == "PCM_16"
+  meta = json.load(open(os.path.join(synth_corpus, "corpus.json")))
+  assert meta["seed"] == 7 and meta["soundfont"]["name"].endswith(".sf2")
+  assert len(meta["soundfont"]["sha256"]) == 64
+  train_names = sorted(os.listdir(os.path.join(synth_corpus, "train")))
+  assert meta["validation_tracks"] == train_names[-1:]
+  for track in meta["tracks"]:
+    assert set(track["instruments"]) == set(SOURCES)
+    assert 70 <= track["tempo_bpm"] <= 170
+    assert track["style"] in synth.STYLES
+
+
+def test_mixture_is_exact_sum_and_nothing_clips(synth_corpus):
+  index = TrackIndex(synth_corpus)
+  for track in index.all_tracks():
+    mixture, sources = index.read_track(track)
+    # PCM_16 corpus: integer samples sum exactly, so the tolerance is zero.
+    np.testing.assert_array_equal(mixture, sources.sum(axis=0))
+    assert np.abs(mixture).max() <= 0.9 + 1e-4
+    assert np.abs(sources).max() <= 0.9 + 1e-4
+    # Every stem sounds somewhere (no silent stem teaches nothing).
+    assert np.all(np.sqrt(np.mean(sources ** 2, axis=(1, 2))) > 1e-3), track.name
+
+
+def test_float_subtype_sum_is_exact(tmp_path):
+  root = str(tmp_path / "f")
+  synth.generate_corpus(root, tracks=1, test_tracks=0, valid_tracks=0, seconds=1.0, seed=3,
+                        subtype="FLOAT")
+  index = TrackIndex(root)
+  mixture, sources = index.read_track(index.all_tracks()[0])
+  assert sf.info(index.all_tracks()[0].file("vocals")).subtype == "FLOAT"
+  np.testing.assert_array_equal(mixture, sources.sum(axis=0))
+
+
+def test_same_seed_gives_identical_files(tmp_path, synth_corpus):
+  # Track numbers and the seed fix a song: regenerating 1 track of seed 7
+  # reproduces the first train track of the session corpus byte for byte.
+  root = str(tmp_path / "again")
+  synth.generate_corpus(root, tracks=1, test_tracks=0, valid_tracks=0, seconds=3.5, seed=7)
+  name = sorted(os.listdir(os.path.join(root, "train")))[0]
+  assert name == sorted(os.listdir(os.path.join(synth_corpus, "train")))[0]
+  for stem in STEMS:
+    with open(os.path.join(root, "train", name, f"{stem}.wav"), "rb") as a, \
+         open(os.path.join(synth_corpus, "train", name, f"{stem}.wav"), "rb") as b:
+      assert a.read() == b.read(), stem
+
+
+def test_different_seeds_vary_styles_tempos_keys_and_instruments():
+  songs = [synth.compose((seed, 1), 8.0) for seed in range(16)]
+  assert len({s.style for s in songs}) >= 4
+  assert len({s.tempo_bpm for s in songs}) >= 8
+  assert len({s.key_name for s in songs}) >= 6
+  assert len({p.preset for s in songs for p in s.parts["vocals"]}) >= 4
+  assert len({p.preset for s in songs for p in s.parts["other"]}) >= 8
+  assert all(60 <= s.tempo_bpm <= 170 for s in songs)
+
+
+def test_hard_to_separate_by_frequency():
+  """Bass sits in the kick's octave; some songs voice "other" in the lead's range."""
+  songs = [synth.compose((seed, 1), 8.0) for seed in range(16)]
+  bass_keys = [n[2] for s in songs for p in s.parts["bass"] for n in p.notes]
+  assert min(bass_keys) < 40
+  overlapping = 0
+  for s in songs:
+    lead = [n[2] for n in s.parts["vocals"][0].notes]
+    other = [n[2] for p in s.parts["other"] for n in p.notes]
+    if lead and other and max(other) >= min(lead) and min(other) <= max(lead):
+      overlapping += 1
+  assert overlapping >= len(songs) // 2
+
+
+def test_vocals_have_pitch_expression():
+  song = synth.compose((0, 1), 8.0)
+  assert len(song.parts["vocals"][0].bends) > 10
+
+
+def test_refuses_non_empty_output_and_force_replaces_corpus(tmp_path):
+  root = tmp_path / "c"
+  root.mkdir()
+  (root / "keep.txt").write_text("mine")
+  with pytest.raises(FileExistsError):
+    synth.generate_corpus(str(root), tracks=1, test_tracks=0, seconds=0.5)
+  with pytest.raises(FileExistsError):   # not a corpus: never deleted, even with force
+    synth.generate_corpus(str(root), tracks=1, test_tracks=0, seconds=0.5, force=True)
+  assert (root / "keep.txt").read_text() == "mine"
+  other = str(tmp_path / "d")
+  synth.generate_corpus(other, tracks=2, test_tracks=1, seconds=0.5, seed=1)
+  with pytest.raises(FileExistsError):
+    synth.generate_corpus(other, tracks=1, test_tracks=0, seconds=0.5, seed=2)
+  synth.generate_corpus(other, tracks=1, test_tracks=0, seconds=0.5, seed=2, force=True)
+  assert len(os.listdir(os.path.join(other, "train"))) == 1
+  assert json.load(open(os.path.join(other, "corpus.json")))["seed"] == 2
+  assert not [n for n in os.listdir(tmp_path) if ".partial-" in n]
+
+
+def test_cli_help_and_refusal(tmp_path, synth_corpus):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  run = lambda *a: subprocess.run([sys.executable, "-m", "attnsep_jax.data.synth", *a],
+                                  capture_output=True, text=True, env=env)
+  result = run("--help")
+  assert result.returncode == 0 and "--soundfont" in result.stdout
+  result = run("--out", synth_corpus, "--tracks", "1")
+  assert result.returncode == 2 and "--force" in result.stderr
