@@ -18,6 +18,12 @@ def get_config():
   config.data.root = "data/synth"
   config.data.segment_seconds = 2.0
   config.data.batch_size = 4
+  config.data.shift_seconds = 0.5
+  # A dozen training songs: half the examples stay coherent (test mixtures are).
+  config.data.remix_probability = 0.5
+  # The step needs the cores; one loader thread still has >10x headroom.
+  config.data.num_workers = 1
+  config.data.prefetch_batches = 2
   config.optim.learning_rate = 1e-3
   config.optim.warmup_steps = 100
   config.train.num_steps = 2000
