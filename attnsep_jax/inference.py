@@ -1,21 +1,31 @@
 """Chunked separation of a whole track: the one inference path of the project.
 
-Used by validation during training, ``evaluate.py``, ``attnsep-separate`` and
-the benchmarks.  The track is cut into overlapping segments, the segments are
-batched through a jitted apply that is compiled once per (batch, segment)
-shape, and the outputs are cross-faded back with a triangular window.
+Used by validation during training, ``evaluate.py``, ``attnsep-separate``, the
+ablation study and the benchmarks.  The track is cut into overlapping
+segments, the segments are batched through a jitted apply compiled once per
+(batch, segment) shape (the last batch is padded, so a track of any length
+reuses the same executable), and the outputs are cross-faded back with a
+triangular window.
+
+The core is a generator that reads the input through a ``read(start, frames)``
+callable and yields finished stretches of output as soon as no later segment
+overlaps them, so a caller that writes them to disk (``separate.py``) holds
+only a few segments in memory however long the track is.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from typing import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from attnsep_jax.models.network import AttnSepNet
+
+Reader = Callable[[int, int], np.ndarray]   # (start, frames) -> (frames, channels)
 
 
 @functools.lru_cache(maxsize=16)
@@ -27,69 +37,150 @@ def _jitted_apply(model: AttnSepNet):
 
 def triangular_window(length: int) -> np.ndarray:
   """Strictly positive triangle, peak 1 in the middle: (length,)."""
-  ramp = np.arange(1, length // 2 + 1, dtype=np.float32)
-  rise = ramp / ramp[-1] if len(ramp) else ramp
-  window = np.concatenate([rise, rise[::-1][: length - len(rise)]])
-  if len(window) < length:  # odd length: the centre sample
-    window = np.insert(window, len(rise), 1.0)
+  position = (np.arange(length, dtype=np.float64) + 0.5) / length
+  window = 1.0 - np.abs(2.0 * position - 1.0)
   return np.maximum(window, 1e-3).astype(np.float32)
+
+
+def array_reader(mixture: np.ndarray) -> Reader:
+  """A ``read(start, frames)`` over an in-memory (time, channels) array."""
+  return lambda start, frames: mixture[start:start + frames]
+
+
+def _shifted(read: Reader, offset: int) -> Reader:
+  """The input delayed by ``offset`` samples of silence."""
+  def read_shifted(start, frames):
+    head = max(0, offset - start)
+    body = read(max(0, start - offset), max(0, frames - head))
+    if head:
+      body = np.concatenate([np.zeros((min(head, frames),) + body.shape[1:], body.dtype), body])
+    return body
+  return read_shifted
+
+
+def _stream_once(model, params, read: Reader, length: int, channels: int, segment: int,
+                 hop: int, batch_size: int, progress) -> Iterator[np.ndarray]:
+  num_segments = max(1, math.ceil(max(length - segment, 0) / hop) + 1)
+  window = triangular_window(segment)[:, None]              # (segment, 1)
+  apply = _jitted_apply(model)
+  pending = np.zeros((model.num_sources, 0, channels), np.float32)
+  pending_weight = np.zeros((0, 1), np.float32)
+  pending_start = 0                                          # first sample of `pending`
+  for first in range(0, num_segments, batch_size):
+    starts = [i * hop for i in range(first, min(first + batch_size, num_segments))]
+    chunks = np.zeros((batch_size, segment, channels), np.float32)
+    for row, start in enumerate(starts):
+      piece = read(start, min(segment, length - start))
+      chunks[row, :len(piece)] = piece
+    estimates = np.asarray(apply(params, jnp.asarray(chunks)))   # (b, S, segment, C)
+    end = min(starts[-1] + segment, length)
+    grow = end - pending_start - pending.shape[1]
+    if grow > 0:
+      pending = np.concatenate(
+          [pending, np.zeros((model.num_sources, grow, channels), np.float32)], axis=1)
+      pending_weight = np.concatenate([pending_weight, np.zeros((grow, 1), np.float32)])
+    for row, start in enumerate(starts):
+      used = min(segment, length - start)
+      at = start - pending_start
+      pending[:, at:at + used] += estimates[row, :, :used] * window[:used]
+      pending_weight[at:at + used] += window[:used]
+    # No later segment reaches before the next batch's first start.
+    next_start = (first + batch_size) * hop
+    done_until = length if next_start >= num_segments * hop else min(next_start, length)
+    ready = done_until - pending_start
+    if ready > 0:
+      yield pending[:, :ready] / pending_weight[:ready]
+      pending, pending_weight = pending[:, ready:], pending_weight[ready:]
+      pending_start = done_until
+    if progress is not None:
+      progress(min(first + batch_size, num_segments), num_segments)
+
+
+class _Take:
+  """Re-blocks a stream of (sources, n, channels) arrays into exact sizes."""
+
+  def __init__(self, stream):
+    self.stream, self.buffer = stream, None
+
+  def take(self, frames: int) -> np.ndarray:
+    parts, have = [], 0
+    if self.buffer is not None:
+      parts, have = [self.buffer], self.buffer.shape[1]
+    while have < frames:
+      block = next(self.stream)
+      parts.append(block)
+      have += block.shape[1]
+    joined = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    self.buffer = joined[:, frames:]
+    return joined[:, :frames]
+
+
+def iter_separate(model: AttnSepNet, params, read: Reader, length: int, channels: int, *,
+                  sample_rate: int = 44100, segment_seconds: float = 10.0,
+                  overlap: float = 0.25, batch_size: int = 4, shifts: int = 0,
+                  seed: int = 0, progress=None) -> Iterator[np.ndarray]:
+  """Separates a track chunk by chunk, yielding consecutive output stretches.
+
+  Args:
+    model: the network definition.
+    params: its parameters (the EMA ones when the run kept an average).
+    read: ``read(start, frames)`` returns up to ``frames`` input samples
+      ``(n, channels)`` from ``start`` (an in-memory array: ``array_reader``).
+    length: input length, in samples.
+    channels: input channels (the model's ``audio_channels``).
+    sample_rate: input rate, in Hz (the model's training rate).
+    segment_seconds: length of each chunk fed to the model.
+    overlap: fraction of a segment shared by consecutive segments, in [0, 1).
+    batch_size: segments per apply call.
+    shifts: number of passes with the input delayed by a random offset of up
+      to half a segment, averaged (Demucs's test-time "shifts"); 0: one pass.
+    seed: seed of the random shifts.
+    progress: optional ``progress(done, total)`` callback, in segments.
+  Yields:
+    (sources, n, channels) float32 blocks whose lengths add up to ``length``.
+  """
+  if length <= 0:
+    raise ValueError("cannot separate an empty mixture")
+  if not 0.0 <= overlap < 1.0:
+    raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  segment = max(1, int(round(segment_seconds * sample_rate)))
+  hop = max(1, int(segment * (1.0 - overlap)))
+  if not shifts:
+    yield from _stream_once(model, params, read, length, channels, segment, hop,
+                            batch_size, progress)
+    return
+  rng = np.random.default_rng(seed)
+  offsets = [int(o) for o in rng.integers(0, segment // 2 + 1, size=shifts)]
+  passes = []
+  for offset in offsets:
+    taker = _Take(_stream_once(model, params, _shifted(read, offset), length + offset,
+                               channels, segment, hop, batch_size, None))
+    if offset:
+      taker.take(offset)  # the delay's silence
+    passes.append(taker)
+  # Lock-step over the passes, one segment of output at a time.
+  for start in range(0, length, segment):
+    frames = min(segment, length - start)
+    yield sum(p.take(frames) for p in passes) / shifts
+    if progress is not None:
+      progress(min(start + segment, length), length)
 
 
 def separate(model: AttnSepNet, params, mixture: np.ndarray, *,
              sample_rate: int = 44100, segment_seconds: float = 10.0,
              overlap: float = 0.25, batch_size: int = 4, shifts: int = 0,
-             seed: int = 0) -> np.ndarray:
-  """Separates a whole track.
+             seed: int = 0, progress=None) -> np.ndarray:
+  """Separates a whole in-memory track: (time, channels) -> (sources, time, channels).
 
-  Args:
-    model: the network definition.
-    params: its parameters (prefer the EMA ones).
-    mixture: (time, channels) float array.
-    sample_rate: of ``mixture``, in Hz (must be the model's training rate).
-    segment_seconds: length of each chunk fed to the model.
-    overlap: fraction of a segment shared by consecutive segments, in [0, 1).
-    batch_size: segments per apply call.
-    shifts: extra passes with the input delayed by a random offset of up to
-      half a segment, averaged (Demucs's test-time "shifts"); 0 disables.
-    seed: seed of the random shifts.
-  Returns:
-    (sources, time, channels) float32 stems.
+  Arguments as ``iter_separate``.
   """
   mixture = np.asarray(mixture, np.float32)
   if mixture.ndim != 2:
     raise ValueError(f"mixture must be (time, channels), got shape {mixture.shape}")
-  if not 0.0 <= overlap < 1.0:
-    raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-  segment = int(round(segment_seconds * sample_rate))
-  if shifts:
-    rng = np.random.default_rng(seed)
-    max_shift = segment // 2
-    total = np.zeros((model.num_sources,) + mixture.shape, np.float32)
-    for _ in range(shifts):
-      offset = int(rng.integers(0, max_shift + 1))
-      padded = np.pad(mixture, ((offset, 0), (0, 0)))
-      total += _separate_once(model, params, padded, segment, overlap, batch_size)[:, offset:]
-    return total / shifts
-  return _separate_once(model, params, mixture, segment, overlap, batch_size)
-
-
-def _separate_once(model, params, mixture, segment, overlap, batch_size):
-  time, channels = mixture.shape
-  hop = max(1, int(segment * (1.0 - overlap)))
-  num_segments = max(1, math.ceil(max(time - segment, 0) / hop) + 1)
-  window = triangular_window(segment)[None, :, None]       # (1, segment, 1)
-  output = np.zeros((model.num_sources, time, channels), np.float32)
-  weight = np.zeros((time, 1), np.float32)
-  apply = _jitted_apply(model)
-  for first in range(0, num_segments, batch_size):
-    starts = [i * hop for i in range(first, min(first + batch_size, num_segments))]
-    chunks = np.zeros((batch_size, segment, channels), np.float32)
-    for row, start in enumerate(starts):
-      piece = mixture[start:start + segment]
-      chunks[row, :len(piece)] = piece
-    estimates = np.asarray(apply(params, jnp.asarray(chunks)))  # (b, S, segment, C)
-    for row, start in enumerate(starts):
-      length = min(segment, time - start)
-      output[:, start:start + length] += (estimates[row] * window)[:, :length]
-      weight[start:start + length] += window[0, :length]
-  return output / weight[None]
+  blocks = list(iter_separate(
+      model, params, array_reader(mixture), mixture.shape[0], mixture.shape[1],
+      sample_rate=sample_rate, segment_seconds=segment_seconds, overlap=overlap,
+      batch_size=batch_size, shifts=shifts, seed=seed, progress=progress))
+  return np.concatenate(blocks, axis=1)
