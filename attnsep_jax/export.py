@@ -1,0 +1,175 @@
+"""Inference-only exports, and loading a model from an export or a training run.
+
+    attnsep-export --checkpoint runs/cpu_small --out exports/cpu_small
+
+An export is a folder with ``export.json`` (format, step, parameter count,
+checksum), ``config.json`` (the full experiment config) and ``params/`` (an
+Orbax checkpoint of the parameters only, the EMA ones when the run kept an
+average).  It is written to a temporary folder and renamed into place, so it
+is either complete or absent.  ``load_model`` accepts an export or a training
+workdir and checks that the parameters fit the model the config describes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import jax
+import numpy as np
+
+from attnsep_jax import config as config_lib
+from attnsep_jax.models.network import AttnSepNet, abstract_params, build_model, count_params
+
+EXPORT_FILE = "export.json"
+EXPORT_FORMAT = "attnsep-jax-export"
+EXPORT_VERSION = 1
+
+
+class ModelLoadError(ValueError):
+  """A checkpoint or export that cannot be loaded; the message says why."""
+
+
+def _shapes(tree) -> dict[str, tuple]:
+  return {jax.tree_util.keystr(path): tuple(np.shape(leaf))
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def check_params_fit(model: AttnSepNet, params, where: str) -> None:
+  """Raises ModelLoadError unless ``params`` has exactly the model's shapes."""
+  expected, got = _shapes(abstract_params(model)), _shapes(params)
+  problems = [f"missing {k}" for k in sorted(set(expected) - set(got))]
+  problems += [f"unexpected {k}" for k in sorted(set(got) - set(expected))]
+  problems += [f"{k}: checkpoint {got[k]} vs config {expected[k]}"
+               for k in sorted(set(got) & set(expected)) if got[k] != expected[k]]
+  if problems:
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    raise ModelLoadError(
+        f"{where}: parameters do not fit the model its config describes: "
+        + "; ".join(problems[:3]) + more)
+
+
+def is_export(path: str) -> bool:
+  return os.path.isfile(os.path.join(path, EXPORT_FILE))
+
+
+def load_model(path: str) -> tuple[config_lib.ConfigDict, AttnSepNet, dict]:
+  """Loads (config, model, params) from an export or a training workdir.
+
+  Args:
+    path: an export folder (attnsep-export) or a train.py workdir, whose best
+      checkpoint by validation SDR (else the latest) is used, EMA preferred.
+  Raises:
+    ModelLoadError: missing, unreadable, corrupt or incompatible checkpoint.
+  """
+  import orbax.checkpoint as ocp
+
+  if not os.path.exists(path):
+    raise ModelLoadError(f"checkpoint {path} does not exist")
+  if not os.path.isdir(path):
+    raise ModelLoadError(f"checkpoint {path} is not a directory (give an export "
+                         "folder or a training workdir)")
+  if is_export(path):
+    try:
+      with open(os.path.join(path, EXPORT_FILE)) as f:
+        meta = json.load(f)
+      with open(os.path.join(path, "config.json")) as f:
+        config = config_lib.from_json(f.read())
+    except (OSError, ValueError) as e:
+      raise ModelLoadError(f"export {path} is damaged: {e}") from None
+    if meta.get("format") != EXPORT_FORMAT or meta.get("version", 0) > EXPORT_VERSION:
+      raise ModelLoadError(f"export {path} has an unknown format {meta.get('format')!r} "
+                           f"version {meta.get('version')!r}")
+    try:
+      params = ocp.StandardCheckpointer().restore(os.path.abspath(os.path.join(path, "params")))
+    except Exception as e:  # Orbax raises many types for a damaged folder.
+      raise ModelLoadError(f"export {path}: cannot read params/: {e}") from None
+    from attnsep_jax.train.checkpoint import tree_checksum
+    if meta.get("checksum") and tree_checksum(params) != meta["checksum"]:
+      raise ModelLoadError(f"export {path}: parameters do not match their checksum "
+                           "(the files were changed or truncated)")
+  else:
+    from attnsep_jax.train.checkpoint import CheckpointError, restore_inference_params
+    try:
+      config, params = restore_inference_params(path)
+    except CheckpointError as e:
+      raise ModelLoadError(str(e)) from None
+  try:
+    model = build_model(config.model)
+  except (TypeError, ValueError) as e:
+    raise ModelLoadError(f"{path}: its config does not describe a model: {e}") from None
+  check_params_fit(model, params, path)
+  return config, model, params
+
+
+def export(checkpoint: str, out: str, force: bool = False) -> dict:
+  """Writes an inference-only export of ``checkpoint`` to ``out``; returns its metadata."""
+  out = os.path.abspath(out)
+  if os.path.exists(out) and not force:
+    raise FileExistsError(f"{out} exists; use --force to replace it")
+  config, _, params = load_model(checkpoint)
+  return write_export(config, params, out, source=os.path.abspath(checkpoint), force=force)
+
+
+def write_export(config, params, out: str, source: str = "", force: bool = False) -> dict:
+  """Writes ``params`` and ``config`` as an export folder, atomically."""
+  import orbax.checkpoint as ocp
+  from attnsep_jax.train.checkpoint import tree_checksum
+
+  out = os.path.abspath(out)
+  if os.path.exists(out) and not force:
+    raise FileExistsError(f"{out} exists; use --force to replace it")
+  params = jax.tree_util.tree_map(np.asarray, params)
+  parent = os.path.dirname(out)
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
+  try:
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(os.path.join(staging, "params"), params)
+    checkpointer.wait_until_finished()
+    with open(os.path.join(staging, "config.json"), "w") as f:
+      f.write(config_lib.to_json(config))
+    meta = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "source": source,
+            "params": count_params(params), "checksum": tree_checksum(params)}
+    with open(os.path.join(staging, EXPORT_FILE), "w") as f:
+      json.dump(meta, f, indent=2)
+    if os.path.exists(out):  # --force: swap, then drop the old one
+      old = f"{staging}-old"
+      os.rename(out, old)
+      os.rename(staging, out)
+      shutil.rmtree(old, ignore_errors=True)
+    else:
+      os.rename(staging, out)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  meta["bytes"] = folder_bytes(out)
+  return meta
+
+
+def folder_bytes(path: str) -> int:
+  return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(
+      description="Write an inference-only export (params, EMA preferred, + config).")
+  parser.add_argument("--checkpoint", required=True, help="training workdir or export")
+  parser.add_argument("--out", required=True, help="export folder to create")
+  parser.add_argument("--force", action="store_true", help="replace an existing --out")
+  args = parser.parse_args(argv)
+  try:
+    meta = export(args.checkpoint, args.out, args.force)
+  except (ModelLoadError, FileExistsError) as e:
+    print(f"attnsep-export: error: {e}", file=sys.stderr)
+    sys.exit(1)
+  print(f"exported {meta['params']:,} parameters to {args.out} "
+        f"({meta['bytes'] / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+  main()

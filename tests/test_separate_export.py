@@ -1,0 +1,143 @@
+"""attnsep-export and attnsep-separate: round trips, formats, and bad input."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from attnsep_jax import SOURCES
+from attnsep_jax.config import apply_overrides
+from attnsep_jax.export import ModelLoadError, export, load_model, write_export
+from attnsep_jax.inference import separate
+from attnsep_jax.separate import main as separate_main
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tiny_config, tiny_model_and_params, tmp_path_factory):
+  _, params = tiny_model_and_params
+  out = str(tmp_path_factory.mktemp("export") / "tiny")
+  write_export(tiny_config, params, out)
+  return out
+
+
+def _song(path, seconds=0.7, rate=44100, channels=2, seed=0):
+  rng = np.random.default_rng(seed)
+  audio = (0.2 * rng.normal(size=(int(seconds * rate), channels))).astype(np.float32)
+  sf.write(path, audio, rate, subtype="FLOAT" if path.endswith(".wav") else "PCM_16")
+  return audio
+
+
+def test_export_reloads_into_identical_outputs(tiny_export, tiny_config, tiny_model_and_params,
+                                               tmp_path):
+  model, params = tiny_model_and_params
+  config, loaded_model, loaded = load_model(tiny_export)
+  assert config.to_dict() == tiny_config.to_dict()
+  x = np.random.default_rng(0).normal(size=(1, 400, 2)).astype(np.float32)
+  np.testing.assert_array_equal(np.asarray(model.apply({"params": params}, x)),
+                                np.asarray(loaded_model.apply({"params": loaded}, x)))
+  # Exporting an export gives the same parameters again, and refuses to overwrite.
+  again = str(tmp_path / "again")
+  meta = export(tiny_export, again)
+  assert meta["params"] > 0 and meta["bytes"] > 0
+  assert json.load(open(os.path.join(again, "export.json")))["checksum"] == \
+      json.load(open(os.path.join(tiny_export, "export.json")))["checksum"]
+  with pytest.raises(FileExistsError):
+    export(tiny_export, again)
+
+
+def test_incompatible_config_is_a_clear_error(tiny_export, tmp_path):
+  import shutil
+  broken = str(tmp_path / "broken")
+  shutil.copytree(tiny_export, broken)
+  config_path = os.path.join(broken, "config.json")
+  config = json.load(open(config_path))
+  config["model"]["channels"] = [4, 16]
+  json.dump(config, open(config_path, "w"))
+  with pytest.raises(ModelLoadError, match="do not fit the model"):
+    load_model(broken)
+
+
+def test_missing_and_damaged_checkpoints(tiny_export, tmp_path):
+  import shutil
+  with pytest.raises(ModelLoadError, match="does not exist"):
+    load_model(str(tmp_path / "nothing"))
+  damaged = str(tmp_path / "damaged")
+  shutil.copytree(tiny_export, damaged)
+  shutil.rmtree(os.path.join(damaged, "params"))
+  with pytest.raises(ModelLoadError, match="cannot read params"):
+    load_model(damaged)
+
+
+def test_separate_cli_writes_stems_equal_to_the_library(tiny_export, tiny_config,
+                                                         tiny_model_and_params, tmp_path):
+  model, params = tiny_model_and_params
+  song = str(tmp_path / "song.wav")
+  audio = _song(song)
+  out = str(tmp_path / "out")
+  assert separate_main([song, "--checkpoint", tiny_export, "--out", out, "--quiet",
+                        "--accompaniment"]) == 0
+  expected = separate(model, params, audio, sample_rate=44100, **tiny_config.inference)
+  for index, name in enumerate(SOURCES):
+    stem, rate = sf.read(os.path.join(out, "song", f"{name}.wav"), dtype="float32")
+    assert rate == 44100 and stem.shape == audio.shape
+    np.testing.assert_allclose(stem, expected[index], atol=1e-6)
+  acc, _ = sf.read(os.path.join(out, "song", "accompaniment.wav"), dtype="float32")
+  np.testing.assert_allclose(acc, expected[:3].sum(axis=0), atol=1e-5)
+  assert not [f for f in os.listdir(os.path.join(out, "song")) if f.startswith(".")]
+
+  # A second run refuses to overwrite; --force does, and the stems stay whole.
+  before = os.path.getmtime(os.path.join(out, "song", "drums.wav"))
+  assert separate_main([song, "--checkpoint", tiny_export, "--out", out, "--quiet"]) == 1
+  assert os.path.getmtime(os.path.join(out, "song", "drums.wav")) == before
+  assert separate_main([song, "--checkpoint", tiny_export, "--out", out, "--quiet",
+                        "--force"]) == 0
+
+
+def test_mono_other_rate_and_flac(tiny_export, tmp_path):
+  song = str(tmp_path / "mono.flac")
+  _song(song, seconds=0.5, rate=22050, channels=1)
+  out = str(tmp_path / "out")
+  assert separate_main([song, "--checkpoint", tiny_export, "--out", out, "--quiet",
+                        "--format", "flac", "--bits", "24"]) == 0
+  info = sf.info(os.path.join(out, "mono", "vocals.flac"))
+  assert info.channels == 1 and info.samplerate == 22050
+  assert abs(info.frames - int(0.5 * 22050)) <= 2
+  assert info.subtype == "PCM_24"
+
+
+def test_bad_inputs_fail_one_by_one(tiny_export, tmp_path, capsys):
+  good = str(tmp_path / "good.wav")
+  _song(good, seconds=0.3)
+  silent = str(tmp_path / "silent.wav")
+  sf.write(silent, np.zeros((1000, 2), np.float32), 44100)
+  nan = str(tmp_path / "nan.wav")
+  bad = np.full((1000, 2), np.nan, np.float32)
+  sf.write(nan, bad, 44100, subtype="FLOAT")
+  empty = str(tmp_path / "empty.wav")
+  sf.write(empty, np.zeros((0, 2), np.float32), 44100)
+  garbage = str(tmp_path / "garbage.wav")
+  open(garbage, "wb").write(b"RIFF this is not audio")
+  folder = str(tmp_path / "a_folder")
+  os.makedirs(folder)
+  missing = str(tmp_path / "missing.wav")
+  out = str(tmp_path / "out")
+  songs = [silent, nan, empty, garbage, folder, missing, good]
+  assert separate_main(songs + ["--checkpoint", tiny_export, "--out", out, "--quiet"]) == 1
+  err = capsys.readouterr().err
+  for path, words in [(silent, "silent"), (nan, "NaN"), (empty, "empty"),
+                      (garbage, "unreadable"), (folder, "directory"), (missing, "no such file")]:
+    line = next(l for l in err.splitlines() if l.startswith(path + ":"))
+    assert words in line
+  assert "6 of 7 songs failed" in err
+  assert os.path.exists(os.path.join(out, "good", "vocals.wav"))
+  assert not os.path.exists(os.path.join(out, "silent"))
+
+
+def test_bad_checkpoint_exits_with_one_line(tmp_path, capsys):
+  song = str(tmp_path / "s.wav")
+  _song(song, seconds=0.1)
+  assert separate_main([song, "--checkpoint", str(tmp_path / "nope"), "--out",
+                        str(tmp_path / "o")]) == 1
+  assert "does not exist" in capsys.readouterr().err
