@@ -1,0 +1,343 @@
+"""Self-describing, verified checkpoints in ``WORKDIR/checkpoints`` (Orbax).
+
+A checkpoint is one Orbax step directory with two items:
+
+* ``state``: the TrainState arrays (params, optimiser state, EMA, step, RNG)
+  as host numpy arrays (with several processes only process 0 writes them);
+* ``meta``: JSON with the config, the data loader's position, the step, a
+  checksum of ``state`` and the format version.
+
+Orbax writes a step into ``<step>.orbax-checkpoint-tmp-*`` and renames it when
+complete, so a process killed during a save leaves only a temporary directory,
+which is ignored (and removed by the next run).  A checkpoint that is present
+but unreadable, or whose arrays do not match the checksum written with them,
+is moved to ``WORKDIR/corrupt_checkpoints/`` with a warning and the previous
+one is used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import zlib
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from attnsep_jax import config as config_lib
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+CHECKPOINT_SUBDIR = "checkpoints"
+CORRUPT_SUBDIR = "corrupt_checkpoints"
+BEST_METRIC = "sdr"           # validation mean SDR (dB), higher is better
+# Config sections that define what a checkpoint *is*; a run may change the
+# others (train: length, logging cadence; inference: validation chunking).
+IDENTITY_SECTIONS = ("seed", "model", "loss", "data", "optim")
+# Fields of those sections that do not change what is computed: where the
+# corpus lives (a workdir may move to another machine) and loader threading.
+NON_IDENTITY_FIELDS = ("data.root", "data.num_workers", "data.prefetch_batches")
+
+
+class CheckpointError(ValueError):
+  """A missing, corrupt or foreign checkpoint; the message says which and why."""
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
+
+
+def tree_checksum(tree) -> str:
+  """CRC32 over every leaf's path, dtype, shape and bytes (hex string)."""
+  crc = 0
+  for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    leaf = np.ascontiguousarray(np.asarray(leaf))
+    header = f"{jax.tree_util.keystr(path)}|{leaf.dtype.str}|{leaf.shape}"
+    crc = zlib.crc32(header.encode(), crc)
+    crc = zlib.crc32(leaf.view(np.uint8).reshape(-1) if leaf.size else b"", crc)
+  return f"{crc:08x}"
+
+
+def _json_safe(value):
+  """Loader states may hold numpy scalars/arrays; JSON needs plain Python."""
+  if isinstance(value, dict):
+    return {str(k): _json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_json_safe(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return {"__ndarray__": value.tolist(), "dtype": value.dtype.str}
+  if isinstance(value, np.generic):
+    return value.item()
+  return value
+
+
+def _from_json_safe(value):
+  if isinstance(value, dict):
+    if set(value) == {"__ndarray__", "dtype"}:
+      return np.asarray(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
+    return {k: _from_json_safe(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return [_from_json_safe(v) for v in value]
+  return value
+
+
+def config_differences(stored, requested, sections=IDENTITY_SECTIONS,
+                       ignore=NON_IDENTITY_FIELDS) -> list[str]:
+  """Dotted paths where two configs differ within ``sections`` (except ``ignore``)."""
+  stored = json.loads(config_lib.to_json(stored))
+  requested = json.loads(config_lib.to_json(requested))
+  diffs = []
+
+  def walk(a, b, prefix):
+    if isinstance(a, dict) and isinstance(b, dict):
+      for key in sorted(set(a) | set(b)):
+        walk(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{prefix}{key}.")
+    elif a != b and prefix[:-1] not in ignore:
+      diffs.append(f"{prefix[:-1]}: {a!r} in the workdir, {b!r} requested")
+
+  for section in sections:
+    walk(stored.get(section, "<absent>"), requested.get(section, "<absent>"), f"{section}.")
+  return diffs
+
+
+class Checkpointer:
+  """Saves and restores TrainState checkpoints of one workdir.
+
+  Keeps the latest ``keep`` checkpoints plus the best one by validation SDR
+  (checkpoints saved with ``metrics={"sdr": ...}``).  Every process must make
+  the same calls (Orbax synchronises them).
+  """
+
+  def __init__(self, workdir: str, keep: int = 3, keep_best: int = 1,
+               async_save: bool = True, read_only: bool = False):
+    """Opens (creating unless read_only) ``workdir/checkpoints``.
+
+    Args:
+      workdir: the training run's directory.
+      keep: how many of the most recent checkpoints to keep.
+      keep_best: how many of the best-by-SDR checkpoints to keep as well.
+      async_save: write in a background thread while training continues.
+      read_only: never write or delete (for export/evaluation).
+    """
+    self.workdir = os.path.abspath(workdir)
+    self.directory = checkpoint_dir(workdir)
+    if read_only and not os.path.isdir(self.directory):
+      raise CheckpointError(f"no checkpoints in {self.workdir} (missing {self.directory})")
+    policy = ocp.checkpoint_managers.AnyPreservationPolicy([
+        ocp.checkpoint_managers.LatestN(n=max(1, keep)),
+        ocp.checkpoint_managers.BestN(get_metric_fn=_best_metric, n=keep_best,
+                                      keep_checkpoints_without_metrics=False),
+    ])
+    options = ocp.CheckpointManagerOptions(
+        best_fn=_best_metric, best_mode="max", preservation_policy=policy,
+        create=not read_only, read_only=read_only,
+        # A save interrupted by a kill leaves a temporary directory behind.
+        cleanup_tmp_directories=not read_only,
+        enable_async_checkpointing=async_save)
+    self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                         item_names=("state", "meta"))
+
+  # -- queries ---------------------------------------------------------------
+  def all_steps(self) -> list[int]:
+    return sorted(self.manager.all_steps())
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def best_step(self) -> int | None:
+    """Step with the highest validation SDR (None if none was evaluated)."""
+    steps = [s for s in self.all_steps() if self.manager.metrics(s) is not None]
+    return self.manager.best_step() if steps else None
+
+  # -- save ------------------------------------------------------------------
+  def save(self, step: int, state_tree, config, loader_state: Any = None,
+           metrics: dict | None = None, pending: dict | None = None) -> bool:
+    """Saves a checkpoint (asynchronously); returns False if ``step`` exists.
+
+    Args:
+      step: the training step the state has completed.
+      state_tree: ``TrainState.checkpoint_tree()`` as host numpy arrays.
+      config: the run's ConfigDict, stored as JSON.
+      loader_state: the data loader's ``state_dict()`` after ``step`` batches.
+      metrics: validation metrics (``{"sdr": mean dB, ...}``) for best-keeping.
+      pending: the loop's partial logging window (sums and count), so that a
+        resumed run logs the same averages as an uninterrupted one.
+    """
+    if step in self.manager.all_steps():
+      return False
+    state_tree = jax.tree.map(np.asarray, state_tree)
+    meta = {"format_version": FORMAT_VERSION, "step": int(step),
+            "config": json.loads(config_lib.to_json(config)),
+            "loader": _json_safe(loader_state),
+            "checksum": tree_checksum(state_tree),
+            "metrics": _json_safe(metrics) if metrics else None,
+            "pending_metrics": _json_safe(pending),
+            "time": time.time()}
+    saved = self.manager.save(
+        step, args=ocp.args.Composite(state=ocp.args.StandardSave(state_tree),
+                                      meta=ocp.args.JsonSave(meta)),
+        metrics=_json_safe(metrics) if metrics else None, force=True)
+    return bool(saved)
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+  # -- restore ---------------------------------------------------------------
+  def read_meta(self, step: int) -> dict:
+    """The JSON item of a checkpoint (config, loader state, checksum)."""
+    try:
+      meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as e:  # Orbax raises many types for unreadable files
+      raise CheckpointError(
+          f"checkpoint {self._path(step)} is unreadable ({type(e).__name__}: "
+          f"{_first_line(e)})") from e
+    if not isinstance(meta, dict) or "config" not in meta or "checksum" not in meta:
+      raise CheckpointError(f"checkpoint {self._path(step)} has no valid metadata")
+    meta["loader"] = _from_json_safe(meta.get("loader"))
+    return meta
+
+  def restore(self, step: int, abstract_tree) -> tuple[Any, dict]:
+    """Restores and verifies one checkpoint.
+
+    Args:
+      step: which checkpoint.
+      abstract_tree: the state tree's structure (ShapeDtypeStructs or arrays);
+        optimiser states come back as their own types.
+    Returns:
+      (state tree of host numpy arrays, meta dict).
+    Raises:
+      CheckpointError: unreadable, wrong shapes, or checksum mismatch.
+    """
+    meta = self.read_meta(step)
+    target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract_tree)
+    try:
+      tree = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(target)))["state"]
+    except Exception as e:
+      raise CheckpointError(
+          f"checkpoint {self._path(step)} is unreadable ({type(e).__name__}: "
+          f"{_first_line(e)})") from e
+    tree = jax.tree.map(np.asarray, tree)
+    shapes = [(np.shape(a), np.shape(b)) for a, b in
+              zip(jax.tree.leaves(tree), jax.tree.leaves(target))]
+    if jax.tree.structure(tree) != jax.tree.structure(target) or any(a != b for a, b in shapes):
+      raise CheckpointError(f"checkpoint {self._path(step)} does not match the "
+                            "model/optimiser of its own config")
+    checksum = tree_checksum(tree)
+    if checksum != meta["checksum"]:
+      raise CheckpointError(
+          f"checkpoint {self._path(step)} is corrupt: its arrays' checksum "
+          f"{checksum} differs from the {meta['checksum']} written with them")
+    return tree, meta
+
+  def restore_latest_good(self, abstract_fn, quarantine: bool = True):
+    """The newest checkpoint that restores and verifies, or None if there is none.
+
+    Args:
+      abstract_fn: config -> abstract state tree (built from the checkpoint's
+        own config, so that a foreign checkpoint fails cleanly).
+      quarantine: move bad checkpoints to ``WORKDIR/corrupt_checkpoints`` so
+        that later saves at their step numbers do not collide with them.
+    Returns:
+      (step, state tree, meta) or None.
+    """
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        meta = self.read_meta(step)
+        config = config_lib.from_json(json.dumps(meta["config"]))
+        tree, meta = self.restore(step, abstract_fn(config))
+        return step, tree, meta
+      except CheckpointError as e:
+        log.warning("%s; falling back to the previous checkpoint", e)
+        print(f"WARNING: {e}; falling back to the previous checkpoint", flush=True)
+        if quarantine:
+          self._quarantine(step)
+    return None
+
+  def _quarantine(self, step: int):
+    from attnsep_jax.train import distributed  # avoid an import cycle at load time
+    if jax.process_index() == 0:
+      target = os.path.join(self.workdir, CORRUPT_SUBDIR, f"{step}-{int(time.time())}")
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.move(self._path(step), target)
+      print(f"moved the bad checkpoint to {target}", flush=True)
+    distributed.sync(f"quarantine_{step}")
+    self.manager.reload()
+
+  def _path(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+
+def _best_metric(metrics) -> float:
+  value = metrics.get(BEST_METRIC) if isinstance(metrics, dict) else None
+  return float(value) if value is not None and np.isfinite(value) else -np.inf
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip().splitlines()
+  return text[0][:300] if text else repr(error)
+
+
+def restore_inference_params(workdir: str, step: int | None = None
+                             ) -> tuple[ml_collections.ConfigDict, Any]:
+  """The config and inference parameters stored in a training workdir.
+
+  Args:
+    workdir: a directory written by ``train.py`` (or its ``checkpoints``
+      subdirectory).
+    step: which checkpoint; None picks the best by validation SDR, else the
+      latest, skipping (not moving) unreadable ones.
+  Returns:
+    (config stored in the checkpoint, EMA params if the run kept an EMA else
+    params), the params as a pytree of host numpy arrays.
+  Raises:
+    CheckpointError: missing/empty workdir, missing step, corrupt checkpoint.
+  """
+  from attnsep_jax.train.state import abstract_train_state
+
+  workdir = os.path.abspath(workdir)
+  if not os.path.isdir(workdir):
+    raise CheckpointError(f"workdir {workdir} does not exist")
+  if (os.path.basename(workdir) == CHECKPOINT_SUBDIR
+      and not os.path.isdir(checkpoint_dir(workdir))):
+    workdir = os.path.dirname(workdir)
+  ckpt = Checkpointer(workdir, read_only=True)
+  try:
+    steps = ckpt.all_steps()
+    if not steps:
+      raise CheckpointError(f"no checkpoints in {ckpt.directory}")
+    if step is not None:
+      if step not in steps:
+        raise CheckpointError(f"no checkpoint for step {step} in {ckpt.directory}; "
+                              f"available: {steps}")
+      candidates = [step]
+    else:
+      best = ckpt.best_step()
+      candidates = ([best] if best is not None else []) + sorted(
+          (s for s in steps if s != best), reverse=True)
+    errors = []
+    for candidate in candidates:
+      try:
+        meta = ckpt.read_meta(candidate)
+        config = config_lib.from_json(json.dumps(meta["config"]))
+        abstract = abstract_train_state(config).checkpoint_tree()
+        tree, _ = ckpt.restore(candidate, abstract)
+      except CheckpointError as e:
+        errors.append(str(e))
+        continue
+      params = tree["ema_params"] if tree["ema_params"] is not None else tree["params"]
+      return config, params
+    raise CheckpointError("no usable checkpoint: " + "; ".join(errors))
+  finally:
+    ckpt.manager.close()
