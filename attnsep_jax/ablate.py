@@ -1,0 +1,335 @@
+"""Ablation studies: train, evaluate and tabulate every variant in one command.
+
+    python -m attnsep_jax.ablate --base configs/cpu_small.py \\
+        --ablations configs/ablations/ --data data/synth --workdir runs/ablate --steps 2000
+
+Every variant (the base included) is trained with the same data, seed, budget
+and evaluation protocol, in its own sub-workdir (``WORKDIR/<variant>/seed_<k>``),
+so an interrupted study resumes where it stopped and finished variants are not
+retrained.  ``--only NAME`` runs one variant (one job per variant on a
+cluster); ``--report-only`` tabulates whatever has finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from attnsep_jax import SOURCES
+from attnsep_jax import config as config_lib
+
+BASE_NAME = "base"
+RESULT_FILE = "test_results.json"
+
+
+def discover_variants(ablations: str | None, names: Sequence[str] = ()) -> dict[str, str | None]:
+  """Maps variant name -> ablation file (None for the base), sorted by name."""
+  variants: dict[str, str | None] = {BASE_NAME: None}
+  if ablations:
+    if os.path.isdir(ablations):
+      files = sorted(glob.glob(os.path.join(ablations, "*.py")))
+    else:
+      files = [ablations]
+    for path in files:
+      name = os.path.splitext(os.path.basename(path))[0]
+      if not name.startswith("_"):
+        variants[name] = path
+  if names:
+    unknown = sorted(set(names) - set(variants))
+    if unknown:
+      raise config_lib.ConfigError(
+          f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(variants)}")
+    variants = {k: v for k, v in variants.items() if k in names}
+  return variants
+
+
+def variant_config(base: config_lib.ConfigDict, ablation_file: str | None, *,
+                   data_root: str | None, steps: int | None, seed: int,
+                   overrides: Sequence[str] = ()) -> config_lib.ConfigDict:
+  """The base config with the ablation's override and the study's shared settings."""
+  config = config_lib.apply_overrides(base, [])
+  if ablation_file is not None:
+    config = config_lib.load_ablation(ablation_file)(config)
+  config = config_lib.apply_overrides(config, overrides)
+  if data_root is not None:
+    config.data.root = data_root
+  if steps is not None:
+    config.train.num_steps = steps
+  config.seed = seed
+  config.data.seed = seed
+  return config
+
+
+def evaluate_variant(config, workdir: str, seconds: float | None = None) -> dict:
+  """Fast SDR per test track and source, with the variant's selected parameters
+  (the best checkpoint by validation SDR: the same rule for every variant)."""
+  from attnsep_jax.data.loader import validation_tracks
+  from attnsep_jax.inference import separate
+  from attnsep_jax.metrics import utterance_sdr
+  from attnsep_jax.models.network import build_model
+  from attnsep_jax.train.checkpoint import restore_inference_params
+
+  _, params = restore_inference_params(workdir)
+  model = build_model(config.model)
+  per_track = {}
+  for name, mixture, sources in validation_tracks(
+      config.data.root, is_wav=config.data.is_wav, sample_rate=config.data.sample_rate,
+      split="test", max_seconds=seconds):
+    estimate = separate(model, params, mixture, sample_rate=config.data.sample_rate,
+                        **config.inference)
+    sdr = np.asarray(utterance_sdr(sources, estimate))   # (sources,)
+    per_track[name] = {s: float(v) for s, v in zip(SOURCES, sdr)}
+  if not per_track:
+    raise RuntimeError(f"no test tracks under {config.data.root}")
+  return per_track
+
+
+def paired_bootstrap(differences: np.ndarray, rounds: int = 2000, seed: int = 0,
+                     level: float = 0.95) -> tuple[float, float]:
+  """Percentile bootstrap interval of the mean of paired per-track differences."""
+  if len(differences) < 2:
+    return float("nan"), float("nan")
+  rng = np.random.default_rng(seed)
+  picks = rng.integers(0, len(differences), size=(rounds, len(differences)))
+  means = differences[picks].mean(axis=1)
+  tail = (1.0 - level) / 2
+  return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def _write_json(path: str, payload: dict) -> None:
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(payload, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)  # a kill mid-write never leaves a truncated result
+
+
+def _step_seconds(workdir: str) -> float | None:
+  from attnsep_jax.train.logs import read_metrics
+  rates = [e["steps_per_sec"] for e in read_metrics(workdir)
+           if e.get("split") == "train" and e.get("steps_per_sec")]
+  return float(1.0 / np.median(rates)) if rates else None
+
+
+def validation_curve(workdir: str) -> list[tuple[int, float]]:
+  from attnsep_jax.train.logs import read_metrics
+  return [(e["step"], e["sdr"]) for e in read_metrics(workdir)
+          if e.get("split") == "valid" and "sdr" in e]
+
+
+def run_variant(name: str, config, workdir: str, test_seconds: float | None,
+                log=print) -> dict:
+  """Trains (or resumes) one variant, then evaluates it; skips finished work."""
+  from attnsep_jax.models.network import abstract_params, build_model, count_params
+  from attnsep_jax.train.loop import train_and_evaluate
+
+  result_path = os.path.join(workdir, RESULT_FILE)
+  if os.path.exists(result_path):
+    with open(result_path) as f:
+      result = json.load(f)
+    if result.get("num_steps") == config.train.num_steps:
+      log(f"[{name}] finished earlier: {result_path}")
+      return result
+  log(f"[{name}] training to step {config.train.num_steps} in {workdir}")
+  started = time.time()
+  train_and_evaluate(config, workdir)
+  log(f"[{name}] evaluating on the test subset")
+  per_track = evaluate_variant(config, workdir, test_seconds)
+  result = {
+      "name": name,
+      "num_steps": config.train.num_steps,
+      "seed": config.seed,
+      "params": count_params(abstract_params(build_model(config.model))),
+      "step_seconds": _step_seconds(workdir),
+      "test_sdr": per_track,
+      "validation_curve": validation_curve(workdir),
+      "wall_seconds_this_run": time.time() - started,
+  }
+  _write_json(result_path, result)
+  return result
+
+
+def run_study(base_config, variants: dict, workdir: str, *, data_root, steps,
+              seeds: Sequence[int], overrides: Sequence[str] = (),
+              test_seconds: float | None = None, log=print) -> None:
+  for seed in seeds:
+    for name, ablation_file in variants.items():
+      config = variant_config(base_config, ablation_file, data_root=data_root,
+                              steps=steps, seed=seed, overrides=overrides)
+      run_variant(name, config, os.path.join(workdir, name, f"seed_{seed}"),
+                  test_seconds, log)
+
+
+def collect_results(workdir: str) -> dict[str, list[dict]]:
+  """variant -> list of per-seed results found under ``workdir``."""
+  results: dict[str, list[dict]] = {}
+  for path in sorted(glob.glob(os.path.join(workdir, "*", "seed_*", RESULT_FILE))):
+    with open(path) as f:
+      result = json.load(f)
+    results.setdefault(os.path.basename(os.path.dirname(os.path.dirname(path))),
+                       []).append(result)
+  return results
+
+
+def _per_track_average(seed_results: list[dict]) -> dict[str, np.ndarray]:
+  """track -> (sources,) SDR averaged over seeds (tracks present in every seed)."""
+  tracks = set.intersection(*(set(r["test_sdr"]) for r in seed_results))
+  return {t: np.mean([[r["test_sdr"][t][s] for s in SOURCES] for r in seed_results], axis=0)
+          for t in sorted(tracks)}
+
+
+def summarize(results: dict[str, list[dict]], base: str = BASE_NAME) -> dict:
+  """Per-variant SDR (mean over tracks, then mean/spread over seeds) and the
+  difference to the base with a paired bootstrap interval over tracks."""
+  summary = {}
+  base_tracks = _per_track_average(results[base]) if base in results else None
+  for name, seed_results in sorted(results.items(), key=lambda kv: (kv[0] != base, kv[0])):
+    per_seed = np.array([[np.mean([r["test_sdr"][t][s] for t in r["test_sdr"]])
+                          for s in SOURCES] for r in seed_results])   # (seeds, sources)
+    entry = {
+        "seeds": [r["seed"] for r in seed_results],
+        "sdr": dict(zip(SOURCES, per_seed.mean(axis=0).tolist())),
+        "sdr_avg": float(per_seed.mean()),
+        "sdr_avg_seed_std": float(per_seed.mean(axis=1).std()) if len(per_seed) > 1 else None,
+        "params": seed_results[0]["params"],
+        "step_seconds": float(np.mean([r["step_seconds"] for r in seed_results
+                                       if r.get("step_seconds")] or [np.nan])),
+        "num_steps": seed_results[0]["num_steps"],
+        "num_tracks": len(seed_results[0]["test_sdr"]),
+    }
+    if base_tracks is not None and name != base:
+      tracks = _per_track_average(seed_results)
+      common = sorted(set(tracks) & set(base_tracks))
+      diffs = np.array([tracks[t].mean() - base_tracks[t].mean() for t in common])
+      low, high = paired_bootstrap(diffs)
+      entry["delta_vs_base"] = float(diffs.mean()) if len(diffs) else None
+      entry["delta_ci95"] = [low, high]
+      entry["significant"] = bool(len(diffs) > 1 and (low > 0 or high < 0))
+    summary[name] = entry
+  return summary
+
+
+def markdown_table(summary: dict) -> str:
+  header = ("| variant | " + " | ".join(SOURCES) + " | avg | Δ vs base [95% CI] "
+            "| params | step s |")
+  lines = [header, "|" + "---|" * (len(SOURCES) + 5)]
+  for name, e in summary.items():
+    avg = f"{e['sdr_avg']:.2f}"
+    if e.get("sdr_avg_seed_std") is not None:
+      avg += f" ± {e['sdr_avg_seed_std']:.2f}"
+    if "delta_vs_base" in e and e["delta_vs_base"] is not None:
+      low, high = e["delta_ci95"]
+      delta = f"{e['delta_vs_base']:+.2f} [{low:+.2f}, {high:+.2f}]"
+      if e["significant"]:
+        delta = f"**{delta}**"
+    else:
+      delta = "—"
+    step = f"{e['step_seconds']:.2f}" if np.isfinite(e["step_seconds"]) else "?"
+    lines.append(f"| {name} | " + " | ".join(f"{e['sdr'][s]:.2f}" for s in SOURCES)
+                 + f" | {avg} | {delta} | {e['params']:,} | {step} |")
+  return "\n".join(lines)
+
+
+def plot_study(summary: dict, results: dict, out_dir: str) -> list[str]:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  names = list(summary)
+  paths = []
+  fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names)), 4))
+  width = 0.8 / (len(SOURCES) + 1)
+  for i, source in enumerate(SOURCES + ("avg",)):
+    values = [summary[n]["sdr_avg"] if source == "avg" else summary[n]["sdr"][source]
+              for n in names]
+    ax.bar(np.arange(len(names)) + (i - len(SOURCES) / 2) * width, values, width,
+           label=source)
+  ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
+  ax.set_ylabel("test SDR (dB)")
+  ax.axhline(0, color="black", linewidth=0.5)
+  ax.legend(fontsize=8, ncol=5)
+  fig.tight_layout()
+  paths.append(os.path.join(out_dir, "ablation_sdr.png"))
+  fig.savefig(paths[-1], dpi=120)
+  plt.close(fig)
+
+  fig, ax = plt.subplots(figsize=(7, 4))
+  for name in names:
+    curve = results[name][0].get("validation_curve") or []
+    if curve:
+      steps, sdr = zip(*curve)
+      ax.plot(steps, sdr, marker=".", label=name)
+  ax.set_xlabel("step")
+  ax.set_ylabel("validation SDR (dB)")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  paths.append(os.path.join(out_dir, "ablation_curves.png"))
+  fig.savefig(paths[-1], dpi=120)
+  plt.close(fig)
+  return paths
+
+
+def report(workdir: str, log=print) -> dict | None:
+  results = collect_results(workdir)
+  if not results:
+    log(f"no finished variants under {workdir}")
+    return None
+  summary = summarize(results)
+  table = markdown_table(summary)
+  plots = plot_study(summary, results, workdir)
+  with open(os.path.join(workdir, "ablations.md"), "w") as f:
+    f.write("Test SDR (dB; utterance SDR averaged over tracks). Δ: paired "
+            "difference to the base, bootstrap 95% CI over tracks; bold where "
+            "the interval excludes 0.\n\n" + table + "\n")
+  _write_json(os.path.join(workdir, "ablations.json"),
+              {"summary": summary, "results": results})
+  log(table)
+  log(f"wrote {os.path.join(workdir, 'ablations.md')}, ablations.json, "
+      + ", ".join(os.path.basename(p) for p in plots))
+  return summary
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(
+      description="Train, evaluate and tabulate ablations against a base config.")
+  parser.add_argument("--base", required=True, help="base config (configs/cpu_small.py, configs/paper.py)")
+  parser.add_argument("--ablations", default=None,
+                      help="folder of ablation files with override(config), or one file")
+  parser.add_argument("--data", default=None, help="corpus root (overrides config.data.root)")
+  parser.add_argument("--workdir", required=True, help="study folder; one sub-workdir per variant")
+  parser.add_argument("--steps", type=int, default=None, help="training steps per variant")
+  parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+  parser.add_argument("--only", action="append", default=[],
+                      help="run only this variant (repeatable); 'base' is the base")
+  parser.add_argument("--report-only", action="store_true",
+                      help="only tabulate the finished variants")
+  parser.add_argument("--test-seconds", type=float, default=None,
+                      help="score only the first N seconds of each test track")
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="config override applied to every variant (repeatable)")
+  args = parser.parse_args(argv)
+  try:
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+  except ValueError:
+    parser.error(f"--seeds must be integers separated by commas, got {args.seeds!r}")
+  if not args.report_only:
+    try:
+      base = config_lib.load_config(args.base)
+      variants = discover_variants(args.ablations, args.only)
+    except config_lib.ConfigError as e:
+      parser.error(str(e))
+    os.makedirs(args.workdir, exist_ok=True)
+    run_study(base, variants, args.workdir, data_root=args.data, steps=args.steps,
+              seeds=seeds, overrides=args.set, test_seconds=args.test_seconds)
+  if report(args.workdir) is None:
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  main()
