@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -94,10 +95,16 @@ def load_model(path: str) -> tuple[config_lib.ConfigDict, AttnSepNet, dict]:
                            "(the files were changed or truncated)")
   else:
     from attnsep_jax.train.checkpoint import CheckpointError, restore_inference_params
+    # Orbax warns (through absl) that a read-only manager does not save.
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
     try:
       config, params = restore_inference_params(path)
     except CheckpointError as e:
       raise ModelLoadError(str(e)) from None
+    finally:
+      absl_logger.setLevel(level)
   try:
     model = build_model(config.model)
   except (TypeError, ValueError) as e:

@@ -144,11 +144,15 @@ def sync(name: str) -> None:
 
 
 def sum_across_processes(values: np.ndarray) -> np.ndarray:
-  """Sum of a host array over all processes (the array itself with one)."""
-  values = np.asarray(values)
+  """Element-wise sum of a float32 host array over all processes.
+
+  The exchange goes through JAX arrays (float32 without x64).  With one
+  process the array comes back as float32 unchanged.
+  """
+  values = np.asarray(values, np.float32)
   if jax.process_count() == 1:
     return values
-  return np.asarray(multihost_utils.process_allgather(values)).sum(axis=0)
+  return np.asarray(multihost_utils.process_allgather(values), np.float32).sum(axis=0)
 
 
 def broadcast_from_first(value: np.ndarray) -> np.ndarray:

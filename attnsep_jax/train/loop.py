@@ -73,8 +73,9 @@ def _validation_kwargs(config) -> dict:
 def validate(model, params, tracks: Iterable, config) -> dict:
   """Separates whole validation tracks and averages SDR and loss over them.
 
-  Each process separates every ``process_count``-th track; the sums are then
-  combined, so all processes return the same numbers.
+  Each process separates every ``process_count``-th track; the per-track
+  results are then gathered, so all processes return the same numbers, and
+  the same as one process would.
 
   Args:
     model: the network.
@@ -85,24 +86,28 @@ def validate(model, params, tracks: Iterable, config) -> dict:
     {"sdr": mean over sources, "sdr_<source>": ..., "loss": ..., "tracks": n}.
   """
   names = source_names(model.num_sources)
-  sums = np.zeros(2 * len(names) + 1, np.float64)   # SDR per source, loss per source, count
   loss_kwargs = {k: v for k, v in dict(config.loss).items() if k != "source_weights"}
   weights = np.asarray(config.loss.source_weights, np.float64)
+  rows = []   # per track: SDR per source, loss per source (zeros: another process's)
   for index, track in enumerate(tracks):
-    if index % jax.process_count() != jax.process_index():
-      continue
-    _, mixture, sources = track
-    estimate = separate(model, params, np.asarray(mixture, np.float32),
-                        sample_rate=config.data.sample_rate, **config.inference)
-    sources = np.asarray(sources, np.float32)
-    sdr = np.asarray(utterance_sdr(sources, estimate), np.float64)        # (S,)
-    loss = np.asarray(per_source_loss(sources[None], estimate[None], **loss_kwargs))
-    sums += np.concatenate([sdr, loss, [1.0]])
-  sums = distributed.sum_across_processes(sums)
-  count = sums[-1]
-  if count == 0:
+    row = np.zeros(2 * len(names), np.float32)
+    if index % jax.process_count() == jax.process_index():
+      _, mixture, sources = track
+      estimate = separate(model, params, np.asarray(mixture, np.float32),
+                          sample_rate=config.data.sample_rate, **config.inference)
+      sources = np.asarray(sources, np.float32)
+      row[:len(names)] = np.asarray(utterance_sdr(sources, estimate))
+      row[len(names):] = np.asarray(per_source_loss(sources[None], estimate[None],
+                                                    **loss_kwargs))
+    rows.append(row)
+  if not rows:
     return {}
-  sdr, loss = sums[:len(names)] / count, sums[len(names):-1] / count
+  # Every track's row comes from exactly one process (the others add zeros,
+  # which is exact), and the mean over tracks is then taken in track order:
+  # the numbers do not depend on how many processes shared the work.
+  rows = distributed.sum_across_processes(np.stack(rows)).astype(np.float64)
+  count = len(rows)
+  sdr, loss = rows[:, :len(names)].mean(axis=0), rows[:, len(names):].mean(axis=0)
   metrics = {"sdr": float(sdr.mean()), "loss": float(np.sum(loss * weights) / weights.sum()),
              "tracks": float(count)}
   for name, s, l in zip(names, sdr, loss):
