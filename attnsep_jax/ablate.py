@@ -210,7 +210,10 @@ def summarize(results: dict[str, list[dict]], base: str = BASE_NAME) -> dict:
       low, high = paired_bootstrap(diffs)
       entry["delta_vs_base"] = float(diffs.mean()) if len(diffs) else None
       entry["delta_ci95"] = [low, high]
-      entry["significant"] = bool(len(diffs) > 1 and (low > 0 or high < 0))
+      # Below the table's 0.01 dB resolution a "significant" flag would only
+      # mark float noise between (near-)identical models.
+      entry["significant"] = bool(len(diffs) > 1 and (low > 0 or high < 0)
+                                  and abs(diffs.mean()) >= 0.01)
     summary[name] = entry
   return summary
 
