@@ -67,28 +67,39 @@ def variant_config(base: config_lib.ConfigDict, ablation_file: str | None, *,
   return config
 
 
-def evaluate_variant(config, workdir: str, seconds: float | None = None) -> dict:
-  """Fast SDR per test track and source, with the variant's selected parameters
-  (the best checkpoint by validation SDR: the same rule for every variant)."""
+def evaluate_variant(workdir: str, seconds: float | None = None, *,
+                     with_museval: bool = False) -> dict:
+  """Scores a trained variant on the test subset with its selected parameters
+  (the best checkpoint by validation SDR: the same rule for every variant).
+
+  Returns ``{"test_sdr": {track: {source: dB}}}``: the utterance SDR, plus
+  ``"museval_sdr"`` (BSS Eval v4, median over 1 s windows) when asked.
+  """
   from attnsep_jax.data.loader import validation_tracks
   from attnsep_jax.inference import separate
   from attnsep_jax.metrics import utterance_sdr
   from attnsep_jax.models.network import build_model
   from attnsep_jax.train.checkpoint import restore_inference_params
 
-  _, params = restore_inference_params(workdir)
+  config, params = restore_inference_params(workdir)
   model = build_model(config.model)
-  per_track = {}
+  rate = config.data.sample_rate
+  scores: dict[str, dict] = {"test_sdr": {}}
+  if with_museval:
+    from attnsep_jax.evaluation import score_track, track_medians
+    scores["museval_sdr"] = {}
   for name, mixture, sources in validation_tracks(
-      config.data.root, is_wav=config.data.is_wav, sample_rate=config.data.sample_rate,
+      config.data.root, is_wav=config.data.is_wav, sample_rate=rate,
       split="test", max_seconds=seconds):
-    estimate = separate(model, params, mixture, sample_rate=config.data.sample_rate,
-                        **config.inference)
+    estimate = separate(model, params, mixture, sample_rate=rate, **config.inference)
     sdr = np.asarray(utterance_sdr(sources, estimate))   # (sources,)
-    per_track[name] = {s: float(v) for s, v in zip(SOURCES, sdr)}
-  if not per_track:
+    scores["test_sdr"][name] = {s: float(v) for s, v in zip(SOURCES, sdr)}
+    if with_museval:
+      medians = track_medians(score_track(name, sources, estimate, rate))
+      scores["museval_sdr"][name] = {s: medians[s]["SDR"] for s in SOURCES}
+  if not scores["test_sdr"]:
     raise RuntimeError(f"no test tracks under {config.data.root}")
-  return per_track
+  return scores
 
 
 def paired_bootstrap(differences: np.ndarray, rounds: int = 2000, seed: int = 0,
@@ -123,8 +134,29 @@ def validation_curve(workdir: str) -> list[tuple[int, float]]:
           if e.get("split") == "valid" and "sdr" in e]
 
 
+def selected_step(curve: Sequence[Sequence[float]]) -> int | None:
+  """The step of the best validation SDR (the earliest of equal scores): the
+  checkpoint that is scored, as long as every evaluation step is also a
+  checkpoint step (the study's protocol)."""
+  finite = [(sdr, -step) for step, sdr in curve if np.isfinite(sdr)]
+  return -max(finite)[1] if finite else None
+
+
+def add_museval(name: str, workdir: str, test_seconds: float | None, log=print) -> None:
+  """Adds BSS Eval v4 scores to a finished variant that lacks them."""
+  result_path = os.path.join(workdir, RESULT_FILE)
+  with open(result_path) as f:
+    result = json.load(f)
+  if "museval_sdr" in result:
+    return
+  log(f"[{name}] scoring the test subset with museval")
+  result["museval_sdr"] = evaluate_variant(workdir, result.get("test_seconds", test_seconds),
+                                           with_museval=True)["museval_sdr"]
+  _write_json(result_path, result)
+
+
 def run_variant(name: str, config, workdir: str, test_seconds: float | None,
-                log=print) -> dict:
+                log=print, with_museval: bool = False) -> dict:
   """Trains (or resumes) one variant, then evaluates it; skips finished work."""
   from attnsep_jax.models.network import abstract_params, build_model, count_params
   from attnsep_jax.train.loop import train_and_evaluate
@@ -135,20 +167,24 @@ def run_variant(name: str, config, workdir: str, test_seconds: float | None,
       result = json.load(f)
     if result.get("num_steps") == config.train.num_steps:
       log(f"[{name}] finished earlier: {result_path}")
+      if with_museval:
+        add_museval(name, workdir, test_seconds, log)
       return result
   log(f"[{name}] training to step {config.train.num_steps} in {workdir}")
   started = time.time()
   train_and_evaluate(config, workdir)
   log(f"[{name}] evaluating on the test subset")
-  per_track = evaluate_variant(config, workdir, test_seconds)
+  curve = validation_curve(workdir)
   result = {
       "name": name,
       "num_steps": config.train.num_steps,
       "seed": config.seed,
       "params": count_params(abstract_params(build_model(config.model))),
       "step_seconds": _step_seconds(workdir),
-      "test_sdr": per_track,
-      "validation_curve": validation_curve(workdir),
+      "test_seconds": test_seconds,
+      **evaluate_variant(workdir, test_seconds, with_museval=with_museval),
+      "validation_curve": curve,
+      "selected_step": selected_step(curve),
       "wall_seconds_this_run": time.time() - started,
   }
   _write_json(result_path, result)
@@ -157,13 +193,23 @@ def run_variant(name: str, config, workdir: str, test_seconds: float | None,
 
 def run_study(base_config, variants: dict, workdir: str, *, data_root, steps,
               seeds: Sequence[int], overrides: Sequence[str] = (),
-              test_seconds: float | None = None, log=print) -> None:
+              test_seconds: float | None = None, with_museval: bool = False,
+              log=print) -> None:
   for seed in seeds:
     for name, ablation_file in variants.items():
       config = variant_config(base_config, ablation_file, data_root=data_root,
                               steps=steps, seed=seed, overrides=overrides)
       run_variant(name, config, os.path.join(workdir, name, f"seed_{seed}"),
-                  test_seconds, log)
+                  test_seconds, log, with_museval)
+
+
+def add_museval_to_finished(workdir: str, test_seconds: float | None = None,
+                            log=print) -> None:
+  """museval for every finished variant of a study that lacks it (--report-only)."""
+  for path in sorted(glob.glob(os.path.join(workdir, "*", "seed_*", RESULT_FILE))):
+    variant_dir = os.path.dirname(path)
+    name = os.path.basename(os.path.dirname(variant_dir))
+    add_museval(name, variant_dir, test_seconds, log)
 
 
 def collect_results(workdir: str) -> dict[str, list[dict]]:
@@ -177,20 +223,27 @@ def collect_results(workdir: str) -> dict[str, list[dict]]:
   return results
 
 
-def _per_track_average(seed_results: list[dict]) -> dict[str, np.ndarray]:
+def _per_track_average(seed_results: list[dict], metric: str) -> dict[str, np.ndarray]:
   """track -> (sources,) SDR averaged over seeds (tracks present in every seed)."""
-  tracks = set.intersection(*(set(r["test_sdr"]) for r in seed_results))
-  return {t: np.mean([[r["test_sdr"][t][s] for s in SOURCES] for r in seed_results], axis=0)
+  tracks = set.intersection(*(set(r[metric]) for r in seed_results))
+  return {t: np.mean([[r[metric][t][s] for s in SOURCES] for r in seed_results], axis=0)
           for t in sorted(tracks)}
 
 
-def summarize(results: dict[str, list[dict]], base: str = BASE_NAME) -> dict:
+def summarize(results: dict[str, list[dict]], base: str = BASE_NAME,
+              metric: str = "test_sdr") -> dict:
   """Per-variant SDR (mean over tracks, then mean/spread over seeds) and the
-  difference to the base with a paired bootstrap interval over tracks."""
+  difference to the base with a paired bootstrap interval over tracks.
+
+  ``metric`` is "test_sdr" (utterance SDR) or "museval_sdr"; variants whose
+  seeds do not all have it are left out.
+  """
+  results = {name: seed_results for name, seed_results in results.items()
+             if all(metric in r for r in seed_results)}
   summary = {}
-  base_tracks = _per_track_average(results[base]) if base in results else None
+  base_tracks = _per_track_average(results[base], metric) if base in results else None
   for name, seed_results in sorted(results.items(), key=lambda kv: (kv[0] != base, kv[0])):
-    per_seed = np.array([[np.mean([r["test_sdr"][t][s] for t in r["test_sdr"]])
+    per_seed = np.array([[np.mean([r[metric][t][s] for t in r[metric]])
                           for s in SOURCES] for r in seed_results])   # (seeds, sources)
     entry = {
         "seeds": [r["seed"] for r in seed_results],
@@ -201,10 +254,12 @@ def summarize(results: dict[str, list[dict]], base: str = BASE_NAME) -> dict:
         "step_seconds": float(np.mean([r["step_seconds"] for r in seed_results
                                        if r.get("step_seconds")] or [np.nan])),
         "num_steps": seed_results[0]["num_steps"],
-        "num_tracks": len(seed_results[0]["test_sdr"]),
+        "selected_steps": [r.get("selected_step") or selected_step(r.get("validation_curve", []))
+                           for r in seed_results],
+        "num_tracks": len(seed_results[0][metric]),
     }
     if base_tracks is not None and name != base:
-      tracks = _per_track_average(seed_results)
+      tracks = _per_track_average(seed_results, metric)
       common = sorted(set(tracks) & set(base_tracks))
       diffs = np.array([tracks[t].mean() - base_tracks[t].mean() for t in common])
       low, high = paired_bootstrap(diffs)
@@ -220,8 +275,8 @@ def summarize(results: dict[str, list[dict]], base: str = BASE_NAME) -> dict:
 
 def markdown_table(summary: dict) -> str:
   header = ("| variant | " + " | ".join(SOURCES) + " | avg | Δ vs base [95% CI] "
-            "| params | step s |")
-  lines = [header, "|" + "---|" * (len(SOURCES) + 5)]
+            "| params | step s | scored step |")
+  lines = [header, "|" + "---|" * (len(SOURCES) + 6)]
   for name, e in summary.items():
     avg = f"{e['sdr_avg']:.2f}"
     if e.get("sdr_avg_seed_std") is not None:
@@ -234,8 +289,9 @@ def markdown_table(summary: dict) -> str:
     else:
       delta = "—"
     step = f"{e['step_seconds']:.2f}" if np.isfinite(e["step_seconds"]) else "?"
+    scored = ", ".join(str(s) for s in e.get("selected_steps", []) if s is not None) or "?"
     lines.append(f"| {name} | " + " | ".join(f"{e['sdr'][s]:.2f}" for s in SOURCES)
-                 + f" | {avg} | {delta} | {e['params']:,} | {step} |")
+                 + f" | {avg} | {delta} | {e['params']:,} | {step} | {scored} |")
   return "\n".join(lines)
 
 
@@ -286,13 +342,21 @@ def report(workdir: str, log=print) -> dict | None:
   summary = summarize(results)
   table = markdown_table(summary)
   plots = plot_study(summary, results, workdir)
+  legend = ("Δ: paired difference to the base, bootstrap 95% CI over tracks; bold "
+            "where the interval excludes 0 and |Δ| ≥ 0.01 dB.")
+  text = ("Test SDR (dB; utterance SDR averaged over tracks). " + legend + "\n\n"
+          + table + "\n")
+  payload = {"summary": summary, "results": results}
+  museval_summary = summarize(results, metric="museval_sdr")
+  if museval_summary:
+    museval_table = markdown_table(museval_summary)
+    text += ("\nmuseval SDR (dB; BSS Eval v4, median over 1 s windows, averaged "
+             "over tracks). " + legend + "\n\n" + museval_table + "\n")
+    payload["summary_museval"] = museval_summary
   with open(os.path.join(workdir, "ablations.md"), "w") as f:
-    f.write("Test SDR (dB; utterance SDR averaged over tracks). Δ: paired "
-            "difference to the base, bootstrap 95% CI over tracks; bold where "
-            "the interval excludes 0.\n\n" + table + "\n")
-  _write_json(os.path.join(workdir, "ablations.json"),
-              {"summary": summary, "results": results})
-  log(table)
+    f.write(text)
+  _write_json(os.path.join(workdir, "ablations.json"), payload)
+  log(text)
   log(f"wrote {os.path.join(workdir, 'ablations.md')}, ablations.json, "
       + ", ".join(os.path.basename(p) for p in plots))
   return summary
@@ -301,7 +365,9 @@ def report(workdir: str, log=print) -> dict | None:
 def main(argv=None):
   parser = argparse.ArgumentParser(
       description="Train, evaluate and tabulate ablations against a base config.")
-  parser.add_argument("--base", required=True, help="base config (configs/cpu_small.py, configs/paper.py)")
+  parser.add_argument("--base", default=None,
+                      help="base config (configs/cpu_small.py, configs/paper.py); "
+                      "not needed with --report-only")
   parser.add_argument("--ablations", default=None,
                       help="folder of ablation files with override(config), or one file")
   parser.add_argument("--data", default=None, help="corpus root (overrides config.data.root)")
@@ -314,6 +380,9 @@ def main(argv=None):
                       help="only tabulate the finished variants")
   parser.add_argument("--test-seconds", type=float, default=None,
                       help="score only the first N seconds of each test track")
+  parser.add_argument("--museval", action="store_true",
+                      help="also score every variant with museval (BSS Eval v4); with "
+                      "--report-only, scores finished variants that lack it")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="config override applied to every variant (repeatable)")
   args = parser.parse_args(argv)
@@ -322,6 +391,8 @@ def main(argv=None):
   except ValueError:
     parser.error(f"--seeds must be integers separated by commas, got {args.seeds!r}")
   if not args.report_only:
+    if args.base is None:
+      parser.error("--base is required unless --report-only")
     try:
       base = config_lib.load_config(args.base)
       variants = discover_variants(args.ablations, args.only)
@@ -329,7 +400,10 @@ def main(argv=None):
       parser.error(str(e))
     os.makedirs(args.workdir, exist_ok=True)
     run_study(base, variants, args.workdir, data_root=args.data, steps=args.steps,
-              seeds=seeds, overrides=args.set, test_seconds=args.test_seconds)
+              seeds=seeds, overrides=args.set, test_seconds=args.test_seconds,
+              with_museval=args.museval)
+  elif args.museval:
+    add_museval_to_finished(args.workdir, args.test_seconds)
   if report(args.workdir) is None:
     sys.exit(1)
 

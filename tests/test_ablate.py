@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from attnsep_jax import ablate
@@ -48,11 +49,23 @@ def test_two_variant_study_resumes_and_reports(synth_corpus, tiny_config, repo_r
   table = open(os.path.join(workdir, "ablations.md")).read()
   assert "| no_channel_attention |" in table and "| base |" in table
 
-  # --report-only tabulates without training anything.
+  base_stored = json.load(open(base_result))
+  assert base_stored["selected_step"] in (2, 4)
+  assert "museval_sdr" not in base_stored
+
+  # --report-only tabulates without training anything; with --museval it
+  # scores the finished variants with BSS Eval v4 first.
   os.remove(os.path.join(workdir, "ablations.md"))
-  ablate.main(["--base", base_file, "--workdir", workdir, "--report-only"])
-  assert "| base |" in capsys.readouterr().out
-  assert os.path.exists(os.path.join(workdir, "ablations.md"))
+  ablate.main(["--workdir", workdir, "--report-only", "--museval"])
+  out = capsys.readouterr().out
+  assert "| base |" in out and "[base] scoring the test subset with museval" in out
+  table = open(os.path.join(workdir, "ablations.md")).read()
+  assert "museval SDR" in table and table.count("| no_channel_attention |") == 2
+  payload = json.load(open(os.path.join(workdir, "ablations.json")))
+  assert set(payload["summary_museval"]) == {"base", "no_channel_attention"}
+  museval_scores = json.load(open(base_result))["museval_sdr"]
+  assert set(museval_scores) == set(json.load(open(base_result))["test_sdr"])
+  assert all(np.isfinite(v) for track in museval_scores.values() for v in track.values())
 
 
 def test_summary_statistics_by_hand():
@@ -72,6 +85,18 @@ def test_summary_statistics_by_hand():
   assert summary["better"]["significant"]
   low, high = summary["better"]["delta_ci95"]
   assert 1.0 <= low <= high <= 2.0
+
+
+def test_museval_table_leaves_out_unscored_variants_and_selected_step():
+  scores = {"t0": {s: 1.0 for s in ("drums", "bass", "other", "vocals")}}
+  results = {"base": [{"seed": 0, "num_steps": 1, "params": 1, "test_sdr": scores,
+                       "museval_sdr": scores}],
+             "other": [{"seed": 0, "num_steps": 1, "params": 1, "test_sdr": scores}]}
+  assert set(ablate.summarize(results)) == {"base", "other"}
+  assert set(ablate.summarize(results, metric="museval_sdr")) == {"base"}
+  # The best validation SDR wins; ties go to the earlier step; NaN never wins.
+  assert ablate.selected_step([(250, 0.5), (500, 1.5), (750, 1.5), (1000, float("nan"))]) == 500
+  assert ablate.selected_step([]) is None
 
 
 def test_unknown_variant_is_an_error(repo_root, tmp_path):
