@@ -4,6 +4,7 @@
         --ablations configs/ablations/ --data data/synth --workdir runs/ablate --steps 2000
 
 Every variant (the base included) is trained with the same data, seed, budget
+(``--steps``, or ``--minutes`` of training time with ``--steps`` as the cap)
 and evaluation protocol, in its own sub-workdir (``WORKDIR/<variant>/seed_<k>``),
 so an interrupted study resumes where it stopped and finished variants are not
 retrained.  ``--only NAME`` runs one variant (one job per variant on a
@@ -52,7 +53,8 @@ def discover_variants(ablations: str | None, names: Sequence[str] = ()) -> dict[
 
 def variant_config(base: config_lib.ConfigDict, ablation_file: str | None, *,
                    data_root: str | None, steps: int | None, seed: int,
-                   overrides: Sequence[str] = ()) -> config_lib.ConfigDict:
+                   overrides: Sequence[str] = (),
+                   minutes: float | None = None) -> config_lib.ConfigDict:
   """The base config with the ablation's override and the study's shared settings."""
   config = config_lib.apply_overrides(base, [])
   if ablation_file is not None:
@@ -62,6 +64,8 @@ def variant_config(base: config_lib.ConfigDict, ablation_file: str | None, *,
     config.data.root = data_root
   if steps is not None:
     config.train.num_steps = steps
+  if minutes is not None:
+    config.train.time_budget_seconds = 60.0 * minutes
   config.seed = seed
   config.data.seed = seed
   return config
@@ -165,19 +169,23 @@ def run_variant(name: str, config, workdir: str, test_seconds: float | None,
   if os.path.exists(result_path):
     with open(result_path) as f:
       result = json.load(f)
-    if result.get("num_steps") == config.train.num_steps:
+    if (result.get("num_steps") == config.train.num_steps and result.get(
+        "time_budget_seconds") == config.train.get("time_budget_seconds")):
       log(f"[{name}] finished earlier: {result_path}")
       if with_museval:
         add_museval(name, workdir, test_seconds, log)
       return result
   log(f"[{name}] training to step {config.train.num_steps} in {workdir}")
   started = time.time()
-  train_and_evaluate(config, workdir)
+  trained = train_and_evaluate(config, workdir)
   log(f"[{name}] evaluating on the test subset")
   curve = validation_curve(workdir)
   result = {
       "name": name,
       "num_steps": config.train.num_steps,
+      "time_budget_seconds": config.train.get("time_budget_seconds"),
+      "steps_trained": trained["step"],
+      "train_seconds": trained.get("train_seconds"),
       "seed": config.seed,
       "params": count_params(abstract_params(build_model(config.model))),
       "step_seconds": _step_seconds(workdir),
@@ -193,12 +201,14 @@ def run_variant(name: str, config, workdir: str, test_seconds: float | None,
 
 def run_study(base_config, variants: dict, workdir: str, *, data_root, steps,
               seeds: Sequence[int], overrides: Sequence[str] = (),
+              minutes: float | None = None,
               test_seconds: float | None = None, with_museval: bool = False,
               log=print) -> None:
   for seed in seeds:
     for name, ablation_file in variants.items():
       config = variant_config(base_config, ablation_file, data_root=data_root,
-                              steps=steps, seed=seed, overrides=overrides)
+                              steps=steps, seed=seed, overrides=overrides,
+                              minutes=minutes)
       run_variant(name, config, os.path.join(workdir, name, f"seed_{seed}"),
                   test_seconds, log, with_museval)
 
@@ -254,6 +264,7 @@ def summarize(results: dict[str, list[dict]], base: str = BASE_NAME,
         "step_seconds": float(np.mean([r["step_seconds"] for r in seed_results
                                        if r.get("step_seconds")] or [np.nan])),
         "num_steps": seed_results[0]["num_steps"],
+        "steps_trained": [r.get("steps_trained", r["num_steps"]) for r in seed_results],
         "selected_steps": [r.get("selected_step") or selected_step(r.get("validation_curve", []))
                            for r in seed_results],
         "num_tracks": len(seed_results[0][metric]),
@@ -275,7 +286,7 @@ def summarize(results: dict[str, list[dict]], base: str = BASE_NAME,
 
 def markdown_table(summary: dict) -> str:
   header = ("| variant | " + " | ".join(SOURCES) + " | avg | Δ vs base [95% CI] "
-            "| params | step s | scored step |")
+            "| params | step s | steps (scored) |")
   lines = [header, "|" + "---|" * (len(SOURCES) + 6)]
   for name, e in summary.items():
     avg = f"{e['sdr_avg']:.2f}"
@@ -289,7 +300,8 @@ def markdown_table(summary: dict) -> str:
     else:
       delta = "—"
     step = f"{e['step_seconds']:.2f}" if np.isfinite(e["step_seconds"]) else "?"
-    scored = ", ".join(str(s) for s in e.get("selected_steps", []) if s is not None) or "?"
+    scored = ", ".join(f"{t} ({s if s is not None else '?'})" for t, s in zip(
+        e.get("steps_trained", []), e.get("selected_steps", []))) or "?"
     lines.append(f"| {name} | " + " | ".join(f"{e['sdr'][s]:.2f}" for s in SOURCES)
                  + f" | {avg} | {delta} | {e['params']:,} | {step} | {scored} |")
   return "\n".join(lines)
@@ -373,6 +385,9 @@ def main(argv=None):
   parser.add_argument("--data", default=None, help="corpus root (overrides config.data.root)")
   parser.add_argument("--workdir", required=True, help="study folder; one sub-workdir per variant")
   parser.add_argument("--steps", type=int, default=None, help="training steps per variant")
+  parser.add_argument("--minutes", type=float, default=None,
+                      help="training-time budget per variant (validation excluded); "
+                      "--steps still sets the learning-rate schedule and a step cap")
   parser.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
   parser.add_argument("--only", action="append", default=[],
                       help="run only this variant (repeatable); 'base' is the base")
@@ -400,7 +415,8 @@ def main(argv=None):
       parser.error(str(e))
     os.makedirs(args.workdir, exist_ok=True)
     run_study(base, variants, args.workdir, data_root=args.data, steps=args.steps,
-              seeds=seeds, overrides=args.set, test_seconds=args.test_seconds,
+              seeds=seeds, overrides=args.set, minutes=args.minutes,
+              test_seconds=args.test_seconds,
               with_museval=args.museval)
   elif args.museval:
     add_museval_to_finished(args.workdir, args.test_seconds)

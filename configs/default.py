@@ -96,6 +96,11 @@ def get_config():
       checkpoint_every_steps=5000,
       keep_checkpoints=3,
       ema_decay=0.999,
+      # Stop once this much training time (validation excluded, summed over
+      # resumes) is spent; None: train.num_steps alone decides.  The learning
+      # rate schedule still follows num_steps, so set that to about what the
+      # budget allows.
+      time_budget_seconds=None,
   )
 
   config.inference = dict(

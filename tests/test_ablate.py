@@ -106,6 +106,13 @@ def test_unknown_variant_is_an_error(repo_root, tmp_path):
                  str(tmp_path), "--only", "nonexistent"])
 
 
+def test_minutes_budget_reaches_the_config(tiny_config):
+  config = ablate.variant_config(tiny_config, None, data_root=None, steps=100, seed=1,
+                                 minutes=1.5)
+  assert config.train.time_budget_seconds == 90.0 and config.train.num_steps == 100
+  assert config.seed == config.data.seed == 1
+
+
 def test_ablations_apply_to_any_base(repo_root, tiny_config):
   """The same override file gives a paper-scale and a small variant."""
   from attnsep_jax.config import load_ablation, load_config

@@ -4,6 +4,7 @@ import glob
 import os
 import shutil
 import signal
+import time
 
 import jax
 import numpy as np
@@ -176,3 +177,32 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, loop_conf
   ckpt.close()
   tree, _ = _final_tree(workdir, loop_config, step=2)
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(tree))
+
+
+class _SlowLoader(SyntheticLoader):
+  """Takes 0.2 s per batch, so that a time budget runs out at a known step."""
+
+  def __iter__(self):
+    for batch in super().__iter__():
+      time.sleep(0.2)
+      yield batch
+
+
+def test_time_budget_stops_saves_and_is_remembered(tmp_path, loop_config):
+  workdir = str(tmp_path / "budget")
+  config = apply_overrides(loop_config, ["train.num_steps=5",
+                                         "train.time_budget_seconds=0.5"])
+  slow = lambda: _SlowLoader(batch_size=2, segment=SEGMENT, seed=3)
+  # The budget is checked on logging steps (every 3): 3 batches take >= 0.6 s.
+  summary = train_and_evaluate(config, workdir, loader=slow(), validation_tracks=TRACKS)
+  assert summary["step"] == 3 and summary["train_seconds"] >= 0.5
+  tree, meta = _final_tree(workdir, config)
+  assert meta["step"] == 3 and 0.5 <= meta["train_seconds"] < 60
+  assert [e["step"] for e in read_metrics(workdir) if e["split"] == "valid"] == [2, 3]
+  # The spent budget survives a restart: nothing more is trained ...
+  summary = train_and_evaluate(config, workdir, loader=slow(), validation_tracks=TRACKS)
+  assert summary["start_step"] == summary["step"] == 3
+  # ... until the budget is raised.
+  more = apply_overrides(config, ["train.time_budget_seconds=600.0"])
+  summary = train_and_evaluate(more, workdir, loader=slow(), validation_tracks=TRACKS)
+  assert summary["start_step"] == 3 and summary["step"] == 5

@@ -158,7 +158,8 @@ class Checkpointer:
 
   # -- save ------------------------------------------------------------------
   def save(self, step: int, state_tree, config, loader_state: Any = None,
-           metrics: dict | None = None, pending: dict | None = None) -> bool:
+           metrics: dict | None = None, pending: dict | None = None,
+           train_seconds: float | None = None) -> bool:
     """Saves a checkpoint (asynchronously); returns False if ``step`` exists.
 
     Args:
@@ -169,6 +170,8 @@ class Checkpointer:
       metrics: validation metrics (``{"sdr": mean dB, ...}``) for best-keeping.
       pending: the loop's partial logging window (sums and count), so that a
         resumed run logs the same averages as an uninterrupted one.
+      train_seconds: training time spent up to ``step`` over every run of
+        this workdir (validation excluded), for ``train.time_budget_seconds``.
     """
     if step in self.manager.all_steps():
       return False
@@ -179,6 +182,7 @@ class Checkpointer:
             "checksum": tree_checksum(state_tree),
             "metrics": _json_safe(metrics) if metrics else None,
             "pending_metrics": _json_safe(pending),
+            "train_seconds": train_seconds,
             "time": time.time()}
     saved = self.manager.save(
         step, args=ocp.args.Composite(state=ocp.args.StandardSave(state_tree),

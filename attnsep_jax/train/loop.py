@@ -248,7 +248,8 @@ def _step_rng(base, step):
 
 def train_and_evaluate(config, workdir: str, *, loader=None,
                        validation_tracks: Callable[[], Iterable] | None = None) -> dict:
-  """Trains (or resumes training) to ``config.train.num_steps``.
+  """Trains (or resumes training) to ``config.train.num_steps``, or until
+  ``config.train.time_budget_seconds`` of training time are spent.
 
   Args:
     config: the experiment ConfigDict (configs/*.py).
@@ -278,10 +279,17 @@ def train_and_evaluate(config, workdir: str, *, loader=None,
   state, meta = restore_or_create(config, workdir, ckpt, model)
   start_step = int(state.step)
 
-  summary = {"start_step": start_step, "step": start_step, "train": None, "valid": None}
-  if start_step >= num_steps:
-    print(f"already trained to step {start_step} >= train.num_steps={num_steps}; "
-          "raise --config.train.num_steps to continue", flush=True)
+  budget_seconds = train_cfg.get("time_budget_seconds")
+  spent_seconds = float((meta or {}).get("train_seconds") or 0.0)
+  summary = {"start_step": start_step, "step": start_step, "train": None, "valid": None,
+             "train_seconds": spent_seconds}
+  if start_step >= num_steps or (budget_seconds and spent_seconds >= budget_seconds):
+    if start_step >= num_steps:
+      print(f"already trained to step {start_step} >= train.num_steps={num_steps}; "
+            "raise --config.train.num_steps to continue", flush=True)
+    else:
+      print(f"the time budget of {budget_seconds:g} s was spent at step {start_step}; "
+            "raise --config.train.time_budget_seconds to continue", flush=True)
     summary["best_step"] = ckpt.best_step()
     ckpt.close()
     return summary
@@ -314,10 +322,24 @@ def train_and_evaluate(config, workdir: str, *, loader=None,
   def host_state() -> TrainState:
     return static.with_checkpoint_tree(distributed.unreplicate(replicated.checkpoint_tree()))
 
+  clock = {"start": time.time(), "excluded": 0.0}
+
+  def training_seconds() -> float:
+    """Training time over every run of this workdir, validation excluded."""
+    return spent_seconds + time.time() - clock["start"] - clock["excluded"]
+
+  def out_of_time() -> bool:
+    if not budget_seconds:
+      return False
+    late = np.asarray(training_seconds() >= budget_seconds, np.int32)
+    if jax.process_count() > 1:   # every process must stop at the same step
+      late = distributed.broadcast_from_first(late)
+    return bool(late)
+
   def save(step: int, metrics: dict | None = None):
     tree = distributed.unreplicate(replicated.checkpoint_tree())
     ckpt.save(step, tree, config, loader_state=loader.state_dict(), metrics=metrics,
-              pending=pending)
+              pending=pending, train_seconds=training_seconds())
 
   progress = Progress(start_step, num_steps, is_main, train_cfg.log_every_steps)
   stopper = _StopRequest()
@@ -363,7 +385,9 @@ def train_and_evaluate(config, workdir: str, *, loader=None,
         read_back(*previous)
       step += 1
 
-      is_last = step == num_steps
+      # Checked on logging steps only: with several processes it is a collective.
+      time_is_up = step % train_cfg.log_every_steps == 0 and out_of_time()
+      is_last = step == num_steps or time_is_up
       log_now = step % train_cfg.log_every_steps == 0 or is_last
       eval_now = bool(train_cfg.eval_every_steps) and (
           step % train_cfg.eval_every_steps == 0 or is_last)
@@ -395,10 +419,15 @@ def train_and_evaluate(config, workdir: str, *, loader=None,
               + ", ".join(f"{n} {valid[f'sdr_{n}']:.2f}" for n in source_names(model.num_sources))
               + f"), loss {valid['loss']:.4f}, {valid['seconds']:.0f} s")
         # Validation time is not training time.
+        clock["excluded"] += time.time() - t0
         timing["window_start"], timing["window_steps"] = time.time(), 0
       if save_now:
         save(step, {"sdr": valid["sdr"]} if valid else None)
       writer.flush()
+      if time_is_up:
+        progress.write(f"time budget of {budget_seconds:g} s spent at step {step}; "
+                       "checkpoint saved")
+        break
       if stopper.requested and not is_last:
         progress.write(f"stopped by signal at step {step}; checkpoint saved, "
                        "run the same command again to resume")
@@ -413,7 +442,7 @@ def train_and_evaluate(config, workdir: str, *, loader=None,
     ckpt.close()
     writer.close()
 
-  summary.update(step=step,
+  summary.update(step=step, train_seconds=training_seconds(),
                  first_step_seconds=timing["first_step_s"], steps_per_sec=steps_per_sec)
   if is_main:
     summary["plot"] = plot_curves(workdir)
