@@ -71,10 +71,13 @@ def variant_config(base: config_lib.ConfigDict, ablation_file: str | None, *,
   return config
 
 
-def evaluate_variant(workdir: str, seconds: float | None = None, *,
-                     with_museval: bool = False) -> dict:
+def evaluate_variant(workdir: str, test_seconds: float | None = None, *,
+                     test_data: str | None = None, with_museval: bool = False) -> dict:
   """Scores a trained variant on the test subset with its selected parameters
   (the best checkpoint by validation SDR: the same rule for every variant).
+
+  ``test_data`` is the corpus whose test subset is scored (default: the one
+  the variant trained on); ``test_seconds`` keeps the first N s of each track.
 
   Returns ``{"test_sdr": {track: {source: dB}}}``: the utterance SDR, plus
   ``"museval_sdr"`` (BSS Eval v4, median over 1 s windows) when asked.
@@ -88,13 +91,14 @@ def evaluate_variant(workdir: str, seconds: float | None = None, *,
   config, params = restore_inference_params(workdir)
   model = build_model(config.model)
   rate = config.data.sample_rate
+  root = test_data or config.data.root
   scores: dict[str, dict] = {"test_sdr": {}}
   if with_museval:
     from attnsep_jax.evaluation import score_track, track_medians
     scores["museval_sdr"] = {}
   for name, mixture, sources in validation_tracks(
-      config.data.root, is_wav=config.data.is_wav, sample_rate=rate,
-      split="test", max_seconds=seconds):
+      root, is_wav=config.data.is_wav, sample_rate=rate,
+      split="test", max_seconds=test_seconds):
     estimate = separate(model, params, mixture, sample_rate=rate, **config.inference)
     sdr = np.asarray(utterance_sdr(sources, estimate))   # (sources,)
     scores["test_sdr"][name] = {s: float(v) for s, v in zip(SOURCES, sdr)}
@@ -102,7 +106,7 @@ def evaluate_variant(workdir: str, seconds: float | None = None, *,
       medians = track_medians(score_track(name, sources, estimate, rate))
       scores["museval_sdr"][name] = {s: medians[s]["SDR"] for s in SOURCES}
   if not scores["test_sdr"]:
-    raise RuntimeError(f"no test tracks under {config.data.root}")
+    raise RuntimeError(f"no test tracks under {root}")
   return scores
 
 
@@ -146,35 +150,55 @@ def selected_step(curve: Sequence[Sequence[float]]) -> int | None:
   return -max(finite)[1] if finite else None
 
 
-def add_museval(name: str, workdir: str, test_seconds: float | None, log=print) -> None:
-  """Adds BSS Eval v4 scores to a finished variant that lacks them."""
+def add_museval(name: str, workdir: str, log=print) -> None:
+  """Adds BSS Eval v4 scores to a finished variant that lacks them (same
+  test data and seconds as its fast SDR)."""
   result_path = os.path.join(workdir, RESULT_FILE)
   with open(result_path) as f:
     result = json.load(f)
   if "museval_sdr" in result:
     return
   log(f"[{name}] scoring the test subset with museval")
-  result["museval_sdr"] = evaluate_variant(workdir, result.get("test_seconds", test_seconds),
-                                           with_museval=True)["museval_sdr"]
+  result["museval_sdr"] = evaluate_variant(
+      workdir, result.get("test_seconds"), test_data=result.get("test_data"),
+      with_museval=True)["museval_sdr"]
   _write_json(result_path, result)
 
 
 def run_variant(name: str, config, workdir: str, test_seconds: float | None,
-                log=print, with_museval: bool = False) -> dict:
-  """Trains (or resumes) one variant, then evaluates it; skips finished work."""
+                log=print, with_museval: bool = False, test_data: str | None = None) -> dict:
+  """Trains (or resumes) one variant, then evaluates it; skips finished work.
+
+  A variant trained earlier under the same budget is not retrained; if it was
+  scored under another protocol (test data or seconds), it is scored again.
+  """
   from attnsep_jax.models.network import abstract_params, build_model, count_params
   from attnsep_jax.train.loop import train_and_evaluate
 
   result_path = os.path.join(workdir, RESULT_FILE)
+  protocol = {"test_data": os.path.normpath(test_data or config.data.root),
+              "test_seconds": test_seconds}
+  result = None
   if os.path.exists(result_path):
     with open(result_path) as f:
       result = json.load(f)
-    if (result.get("num_steps") == config.train.num_steps and result.get(
-        "time_budget_seconds") == config.train.get("time_budget_seconds")):
+    if (result.get("num_steps") != config.train.num_steps or result.get(
+        "time_budget_seconds") != config.train.get("time_budget_seconds")):
+      result = None
+  if result is not None:
+    if all(result.get(k, "?") == v for k, v in protocol.items()):
       log(f"[{name}] finished earlier: {result_path}")
-      if with_museval:
-        add_museval(name, workdir, test_seconds, log)
-      return result
+    else:
+      log(f"[{name}] trained earlier; scoring it on the test subset of "
+          f"{protocol['test_data']}")
+      result.pop("museval_sdr", None)
+      result.update(protocol, **evaluate_variant(workdir, **protocol))
+      result.setdefault("selected_step", selected_step(result.get("validation_curve", [])))
+      _write_json(result_path, result)
+    if with_museval:
+      add_museval(name, workdir, log)
+    return result
+
   log(f"[{name}] training to step {config.train.num_steps} in {workdir}")
   started = time.time()
   trained = train_and_evaluate(config, workdir)
@@ -189,8 +213,8 @@ def run_variant(name: str, config, workdir: str, test_seconds: float | None,
       "seed": config.seed,
       "params": count_params(abstract_params(build_model(config.model))),
       "step_seconds": _step_seconds(workdir),
-      "test_seconds": test_seconds,
-      **evaluate_variant(workdir, test_seconds, with_museval=with_museval),
+      **protocol,
+      **evaluate_variant(workdir, with_museval=with_museval, **protocol),
       "validation_curve": curve,
       "selected_step": selected_step(curve),
       "wall_seconds_this_run": time.time() - started,
@@ -203,23 +227,22 @@ def run_study(base_config, variants: dict, workdir: str, *, data_root, steps,
               seeds: Sequence[int], overrides: Sequence[str] = (),
               minutes: float | None = None,
               test_seconds: float | None = None, with_museval: bool = False,
-              log=print) -> None:
+              test_data: str | None = None, log=print) -> None:
   for seed in seeds:
     for name, ablation_file in variants.items():
       config = variant_config(base_config, ablation_file, data_root=data_root,
                               steps=steps, seed=seed, overrides=overrides,
                               minutes=minutes)
       run_variant(name, config, os.path.join(workdir, name, f"seed_{seed}"),
-                  test_seconds, log, with_museval)
+                  test_seconds, log, with_museval, test_data)
 
 
-def add_museval_to_finished(workdir: str, test_seconds: float | None = None,
-                            log=print) -> None:
+def add_museval_to_finished(workdir: str, log=print) -> None:
   """museval for every finished variant of a study that lacks it (--report-only)."""
   for path in sorted(glob.glob(os.path.join(workdir, "*", "seed_*", RESULT_FILE))):
     variant_dir = os.path.dirname(path)
     name = os.path.basename(os.path.dirname(variant_dir))
-    add_museval(name, variant_dir, test_seconds, log)
+    add_museval(name, variant_dir, log)
 
 
 def collect_results(workdir: str) -> dict[str, list[dict]]:
@@ -356,8 +379,13 @@ def report(workdir: str, log=print) -> dict | None:
   plots = plot_study(summary, results, workdir)
   legend = ("Δ: paired difference to the base, bootstrap 95% CI over tracks; bold "
             "where the interval excludes 0 and |Δ| ≥ 0.01 dB.")
-  text = ("Test SDR (dB; utterance SDR averaged over tracks). " + legend + "\n\n"
-          + table + "\n")
+  first = next(iter(results.values()))[0]
+  scored = (f"Scored on the {next(iter(summary.values()))['num_tracks']} test tracks of "
+            f"{first.get('test_data', '?')}"
+            + (f" (first {first['test_seconds']:g} s of each)"
+               if first.get("test_seconds") else "") + ". ")
+  text = (scored + "Test SDR (dB; utterance SDR averaged over tracks). " + legend
+          + "\n\n" + table + "\n")
   payload = {"summary": summary, "results": results}
   museval_summary = summarize(results, metric="museval_sdr")
   if museval_summary:
@@ -393,6 +421,8 @@ def main(argv=None):
                       help="run only this variant (repeatable); 'base' is the base")
   parser.add_argument("--report-only", action="store_true",
                       help="only tabulate the finished variants")
+  parser.add_argument("--test-data", default=None,
+                      help="corpus whose test subset is scored (default: --data)")
   parser.add_argument("--test-seconds", type=float, default=None,
                       help="score only the first N seconds of each test track")
   parser.add_argument("--museval", action="store_true",
@@ -416,10 +446,10 @@ def main(argv=None):
     os.makedirs(args.workdir, exist_ok=True)
     run_study(base, variants, args.workdir, data_root=args.data, steps=args.steps,
               seeds=seeds, overrides=args.set, minutes=args.minutes,
-              test_seconds=args.test_seconds,
+              test_seconds=args.test_seconds, test_data=args.test_data,
               with_museval=args.museval)
   elif args.museval:
-    add_museval_to_finished(args.workdir, args.test_seconds)
+    add_museval_to_finished(args.workdir)
   if report(args.workdir) is None:
     sys.exit(1)
 

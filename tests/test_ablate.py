@@ -48,10 +48,21 @@ def test_two_variant_study_resumes_and_reports(synth_corpus, tiny_config, repo_r
     assert os.path.getsize(os.path.join(workdir, name)) > 0
   table = open(os.path.join(workdir, "ablations.md")).read()
   assert "| no_channel_attention |" in table and "| base |" in table
+  assert "Scored on the 2 test tracks of" in table and "(first 1 s of each)" in table
 
   base_stored = json.load(open(base_result))
   assert base_stored["selected_step"] in (2, 4)
   assert "museval_sdr" not in base_stored
+  assert base_stored["test_seconds"] == 1.0
+
+  # Another scoring protocol re-scores the trained variants without training.
+  checkpoints = sorted(os.listdir(os.path.join(workdir, "base", "seed_0", "checkpoints")))
+  ablate.main([a if a != "1.0" else "0.5" for a in common] + ["--steps", "4"])
+  out = capsys.readouterr().out
+  assert out.count("trained earlier; scoring it on the test subset") == 2
+  assert "training to step" not in out
+  assert json.load(open(base_result))["test_seconds"] == 0.5
+  assert sorted(os.listdir(os.path.join(workdir, "base", "seed_0", "checkpoints"))) == checkpoints
 
   # --report-only tabulates without training anything; with --museval it
   # scores the finished variants with BSS Eval v4 first.
