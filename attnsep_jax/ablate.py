@@ -337,17 +337,31 @@ def plot_study(summary: dict, results: dict, out_dir: str) -> list[str]:
 
   names = list(summary)
   paths = []
-  fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names)), 4))
+  fig, (ax, delta_ax) = plt.subplots(
+      2, 1, figsize=(max(6, 0.9 * len(names)), 7), sharex=True,
+      gridspec_kw={"height_ratios": [3, 2]})
   width = 0.8 / (len(SOURCES) + 1)
   for i, source in enumerate(SOURCES + ("avg",)):
     values = [summary[n]["sdr_avg"] if source == "avg" else summary[n]["sdr"][source]
               for n in names]
     ax.bar(np.arange(len(names)) + (i - len(SOURCES) / 2) * width, values, width,
            label=source)
-  ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
   ax.set_ylabel("test SDR (dB)")
   ax.axhline(0, color="black", linewidth=0.5)
   ax.legend(fontsize=8, ncol=5)
+  # The difference to the base with its interval: what the study is about.
+  for i, name in enumerate(names):
+    entry = summary[name]
+    if entry.get("delta_vs_base") is None:
+      continue
+    low, high = entry["delta_ci95"]
+    delta = entry["delta_vs_base"]
+    color = "tab:red" if entry["significant"] else "tab:gray"
+    delta_ax.errorbar([i], [delta], yerr=[[delta - low], [high - delta]], fmt="o",
+                      color=color, capsize=4)
+  delta_ax.axhline(0, color="black", linewidth=0.5)
+  delta_ax.set_ylabel("Δ avg vs base (dB), 95% CI")
+  delta_ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
   fig.tight_layout()
   paths.append(os.path.join(out_dir, "ablation_sdr.png"))
   fig.savefig(paths[-1], dpi=120)
