@@ -165,6 +165,24 @@ def add_museval(name: str, workdir: str, log=print) -> None:
   _write_json(result_path, result)
 
 
+def _refuse_other_config(name: str, workdir: str, config) -> None:
+  """A finished variant counts only if it was trained with this very config."""
+  from attnsep_jax.train.checkpoint import config_differences
+  from attnsep_jax.train.loop import CONFIG_FILE, WorkdirConfigError
+
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    stored = config_lib.from_json(f.read())
+  diffs = config_differences(stored, config)
+  if diffs:
+    raise WorkdirConfigError(
+        f"variant {name} in {workdir} was trained with another config; use a new "
+        "--workdir for a different study.  Differences: " + "; ".join(diffs[:5])
+        + (" ..." if len(diffs) > 5 else ""))
+
+
 def run_variant(name: str, config, workdir: str, test_seconds: float | None,
                 log=print, with_museval: bool = False, test_data: str | None = None) -> dict:
   """Trains (or resumes) one variant, then evaluates it; skips finished work.
@@ -186,6 +204,7 @@ def run_variant(name: str, config, workdir: str, test_seconds: float | None,
         "time_budget_seconds") != config.train.get("time_budget_seconds")):
       result = None
   if result is not None:
+    _refuse_other_config(name, workdir, config)
     if all(result.get(k, "?") == v for k, v in protocol.items()):
       log(f"[{name}] finished earlier: {result_path}")
     else:
@@ -458,10 +477,15 @@ def main(argv=None):
     except config_lib.ConfigError as e:
       parser.error(str(e))
     os.makedirs(args.workdir, exist_ok=True)
-    run_study(base, variants, args.workdir, data_root=args.data, steps=args.steps,
-              seeds=seeds, overrides=args.set, minutes=args.minutes,
-              test_seconds=args.test_seconds, test_data=args.test_data,
-              with_museval=args.museval)
+    from attnsep_jax.train.loop import WorkdirConfigError
+    try:
+      run_study(base, variants, args.workdir, data_root=args.data, steps=args.steps,
+                seeds=seeds, overrides=args.set, minutes=args.minutes,
+                test_seconds=args.test_seconds, test_data=args.test_data,
+                with_museval=args.museval)
+    except WorkdirConfigError as e:
+      print(f"ablate: error: {e}", file=sys.stderr)
+      sys.exit(1)
   elif args.museval:
     add_museval_to_finished(args.workdir)
   if report(args.workdir) is None:

@@ -64,6 +64,12 @@ def test_two_variant_study_resumes_and_reports(synth_corpus, tiny_config, repo_r
   assert json.load(open(base_result))["test_seconds"] == 0.5
   assert sorted(os.listdir(os.path.join(workdir, "base", "seed_0", "checkpoints"))) == checkpoints
 
+  # A finished variant trained with another config is an error, not a result.
+  with pytest.raises(SystemExit):
+    ablate.main(common + ["--steps", "4", "--only", "base", "--set", "optim.learning_rate=0.5"])
+  assert "optim.learning_rate" in capsys.readouterr().err
+  assert json.load(open(base_result))["test_seconds"] == 0.5
+
   # --report-only tabulates without training anything; with --museval it
   # scores the finished variants with BSS Eval v4 first.
   os.remove(os.path.join(workdir, "ablations.md"))
