@@ -165,24 +165,6 @@ def add_museval(name: str, workdir: str, log=print) -> None:
   _write_json(result_path, result)
 
 
-def _refuse_other_config(name: str, workdir: str, config) -> None:
-  """A finished variant counts only if it was trained with this very config."""
-  from attnsep_jax.train.checkpoint import config_differences
-  from attnsep_jax.train.loop import CONFIG_FILE, WorkdirConfigError
-
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    stored = config_lib.from_json(f.read())
-  diffs = config_differences(stored, config)
-  if diffs:
-    raise WorkdirConfigError(
-        f"variant {name} in {workdir} was trained with another config; use a new "
-        "--workdir for a different study.  Differences: " + "; ".join(diffs[:5])
-        + (" ..." if len(diffs) > 5 else ""))
-
-
 def run_variant(name: str, config, workdir: str, test_seconds: float | None,
                 log=print, with_museval: bool = False, test_data: str | None = None) -> dict:
   """Trains (or resumes) one variant, then evaluates it; skips finished work.
@@ -191,7 +173,7 @@ def run_variant(name: str, config, workdir: str, test_seconds: float | None,
   scored under another protocol (test data or seconds), it is scored again.
   """
   from attnsep_jax.models.network import abstract_params, build_model, count_params
-  from attnsep_jax.train.loop import train_and_evaluate
+  from attnsep_jax.train.loop import check_workdir_config, train_and_evaluate
 
   result_path = os.path.join(workdir, RESULT_FILE)
   protocol = {"test_data": os.path.normpath(test_data or config.data.root),
@@ -204,14 +186,17 @@ def run_variant(name: str, config, workdir: str, test_seconds: float | None,
         "time_budget_seconds") != config.train.get("time_budget_seconds")):
       result = None
   if result is not None:
-    _refuse_other_config(name, workdir, config)
+    # A finished variant counts only if it was trained with this very config.
+    check_workdir_config(workdir, config)
     if all(result.get(k, "?") == v for k, v in protocol.items()):
       log(f"[{name}] finished earlier: {result_path}")
     else:
       log(f"[{name}] trained earlier; scoring it on the test subset of "
           f"{protocol['test_data']}")
       result.pop("museval_sdr", None)
-      result.update(protocol, **evaluate_variant(workdir, **protocol))
+      # museval in the same pass, so the audio is separated once.
+      result.update(protocol, **evaluate_variant(workdir, with_museval=with_museval,
+                                                 **protocol))
       result.setdefault("selected_step", selected_step(result.get("validation_curve", [])))
       _write_json(result_path, result)
     if with_museval:
@@ -307,7 +292,7 @@ def summarize(results: dict[str, list[dict]], base: str = BASE_NAME,
                                        if r.get("step_seconds")] or [np.nan])),
         "num_steps": seed_results[0]["num_steps"],
         "steps_trained": [r.get("steps_trained", r["num_steps"]) for r in seed_results],
-        "selected_steps": [r.get("selected_step") or selected_step(r.get("validation_curve", []))
+        "selected_steps": [selected_step(r.get("validation_curve", []))
                            for r in seed_results],
         "num_tracks": len(seed_results[0][metric]),
     }

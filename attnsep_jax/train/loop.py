@@ -135,7 +135,6 @@ def restore_or_create(config, workdir: str, ckpt: Checkpointer, model):
     WorkdirConfigError: the workdir's checkpoints or config.json come from a
       different experiment (compared on seed/model/loss/data/optim).
   """
-  config_path = os.path.join(workdir, CONFIG_FILE)
   abstract = abstract_train_state(config, model)
 
   for step in sorted(ckpt.all_steps(), reverse=True):
@@ -152,10 +151,16 @@ def restore_or_create(config, workdir: str, ckpt: Checkpointer, model):
   if restored is not None:
     step, tree, meta = restored
     return abstract.with_checkpoint_tree(tree), meta
+  check_workdir_config(workdir, config)
+  return create_train_state(config, model), None
+
+
+def check_workdir_config(workdir: str, config) -> None:
+  """Raises WorkdirConfigError if ``workdir/config.json`` is another experiment's."""
+  config_path = os.path.join(workdir, CONFIG_FILE)
   if os.path.exists(config_path):
     with open(config_path) as f:
       _refuse_foreign(config_lib.from_json(f.read()), config, f"workdir {workdir}")
-  return create_train_state(config, model), None
 
 
 def _write_config(workdir: str, config):
