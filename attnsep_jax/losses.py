@@ -5,9 +5,13 @@ from typing import Sequence
 import jax.numpy as jnp
 
 LOSSES = ("relative_mse", "l1", "mse")
+# Readings of the paper's |.| in (|x - x̂| / (|x| + |x̂| + eps))²: the absolute
+# value of each sample, or the norm of each stem's segment.
+REDUCTIONS = ("sample", "segment")
+EPS_SCALES = ("absolute", "mixture_rms")
 
 
-def relative_mse(target: jnp.ndarray, estimate: jnp.ndarray, eps: float) -> jnp.ndarray:
+def relative_mse(target: jnp.ndarray, estimate: jnp.ndarray, eps) -> jnp.ndarray:
   """The paper's loss, element-wise: (|x - x̂| / (|x| + |x̂| + eps))².
 
   Bounded in [0, 1] per sample, so loud passages do not dominate the way they
@@ -18,13 +22,49 @@ def relative_mse(target: jnp.ndarray, estimate: jnp.ndarray, eps: float) -> jnp.
   return jnp.square(ratio)
 
 
+def rms(x: jnp.ndarray) -> jnp.ndarray:
+  """Root mean square over time and channels, kept as (..., 1, 1); the floor
+  keeps its gradient finite at 0."""
+  return jnp.sqrt(jnp.mean(jnp.square(x), axis=(-2, -1), keepdims=True) + 1e-12)
+
+
+def segment_relative_mse(target: jnp.ndarray, estimate: jnp.ndarray, eps) -> jnp.ndarray:
+  """The paper's formula with |.| read as the norm of each stem's segment:
+
+  (‖x - x̂‖ / (‖x‖ + ‖x̂‖ + eps))² per (batch, source), norms as RMS over
+  time and channels.  Still bounded in [0, 1] (triangle inequality) and still
+  relative, but to the stem's level rather than to each sample's: near a
+  perfect estimate it is 10^(-SDR/10) / 4, so it weighs every stem of every
+  example by its SDR instead of by its loudest or quietest samples.
+
+  Returns:
+    (batch, sources, 1, 1), broadcastable against the stems.
+  """
+  ratio = rms(target - estimate) / (rms(target) + rms(estimate) + eps)
+  return jnp.square(ratio)
+
+
+def loss_eps(target: jnp.ndarray, eps: float, eps_scale: str):
+  """``eps`` in waveform units, or relative to each example's mixture RMS."""
+  if eps_scale == "absolute":
+    return eps
+  if eps_scale == "mixture_rms":
+    mixture = target.sum(axis=1, keepdims=True)      # (batch, 1, time, channels)
+    return eps * rms(mixture)                        # (batch, 1, 1, 1)
+  raise ValueError(f"eps_scale must be one of {EPS_SCALES}, got {eps_scale!r}")
+
+
 def per_source_loss(target: jnp.ndarray, estimate: jnp.ndarray,
-                    kind: str = "relative_mse", eps: float = 1e-3) -> jnp.ndarray:
+                    kind: str = "relative_mse", eps: float = 1e-3,
+                    reduction: str = "sample", eps_scale: str = "absolute") -> jnp.ndarray:
   """Mean loss of each source: (batch, sources, time, channels) -> (sources,)."""
   target = target.astype(jnp.float32)
   estimate = estimate.astype(jnp.float32)
   if kind == "relative_mse":
-    elementwise = relative_mse(target, estimate, eps)
+    if reduction not in REDUCTIONS:
+      raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    formula = relative_mse if reduction == "sample" else segment_relative_mse
+    elementwise = formula(target, estimate, loss_eps(target, eps, eps_scale))
   elif kind == "l1":
     elementwise = jnp.abs(target - estimate)
   elif kind == "mse":
@@ -36,21 +76,33 @@ def per_source_loss(target: jnp.ndarray, estimate: jnp.ndarray,
 
 def separation_loss(target: jnp.ndarray, estimate: jnp.ndarray,
                     kind: str = "relative_mse", eps: float = 1e-3,
-                    source_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0)):
+                    reduction: str = "sample", eps_scale: str = "absolute",
+                    l1_warmup_steps: int = 0,
+                    source_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+                    step=None):
   """Weighted mean over sources of ``per_source_loss``.
 
   Args:
     target: true stems (batch, sources, time, channels).
     estimate: estimated stems, same shape.
     kind: "relative_mse" (paper), "l1" (Demucs) or "mse".
-    eps: stabiliser of relative_mse, in waveform units.
+    eps: stabiliser of relative_mse (see ``eps_scale``).
+    reduction: relative_mse per "sample" (the literal reading) or per
+      "segment" (|.| as the norm of each stem's segment).
+    eps_scale: "absolute" (eps in waveform units) or "mixture_rms" (eps times
+      each example's mixture RMS, so the loss ignores the input level).
+    l1_warmup_steps: train with L1 for this many steps, then with ``kind``.
     source_weights: one weight per source; normalised to sum to 1.
+    step: the training step (needed only with ``l1_warmup_steps``).
   Returns:
     (loss scalar, per-source losses (sources,)).
   """
   if target.shape != estimate.shape:
     raise ValueError(f"target {target.shape} and estimate {estimate.shape} differ")
-  per_source = per_source_loss(target, estimate, kind, eps)
+  per_source = per_source_loss(target, estimate, kind, eps, reduction, eps_scale)
+  if l1_warmup_steps and step is not None:
+    warm = per_source_loss(target, estimate, "l1")
+    per_source = jnp.where(step < l1_warmup_steps, warm, per_source)
   weights = jnp.asarray(source_weights, jnp.float32)
   if weights.shape != per_source.shape:
     raise ValueError(

@@ -29,7 +29,11 @@ def get_config():
       depthwise_kernel_size=3,    # frames, Conv-TasNet's depthwise conv
       decoder_kernel_size=3,      # frames, Demucs v2's decoder "context"
       leaky_relu_slope=0.01,
-      dense_connections=True,
+      dense_connections="within_scale",  # within_scale | cross_scale | none
+      dense_layers=2,             # depthwise-separable layers per dense block
+      norm_groups=0,              # GroupNorm groups (0: none, as the paper)
+      norm_starts=0,              # first U-Net level with GroupNorm
+      rescale_init=0.0,           # Demucs' weight rescaling (0: off)
       channel_attention=True,
       attention_reduction=8,      # squeeze-excitation bottleneck ratio
       separator="dual_path",      # dual_path | bilstm | none
@@ -41,6 +45,8 @@ def get_config():
       ffn="bilstm",               # bilstm | linear
       ffn_hidden=256,             # per LSTM direction (or linear width)
       positional_encoding="none", # none | sinusoidal
+      separator_norm="post",      # post (DPTNet) | pre (HT Demucs)
+      layer_scale_init=0.0,       # LayerScale of pre-norm branches (0: none)
       dropout_rate=0.0,
       normalize_input=True,
       remat_separator=False,
@@ -50,6 +56,9 @@ def get_config():
   config.loss = dict(
       kind="relative_mse",        # relative_mse | l1 | mse
       eps=1e-3,
+      reduction="sample",         # relative_mse's |.|: per sample | segment norm
+      eps_scale="absolute",       # eps in waveform units | x mixture RMS
+      l1_warmup_steps=0,          # L1 for the first steps, then `kind`
       source_weights=(1.0, 1.0, 1.0, 1.0),
   )
 
@@ -70,6 +79,8 @@ def get_config():
       channel_swap=True,
       polarity_flip=True,
       shift_seconds=1.0,          # per-source random offset in [0, shift]
+      varispeed_probability=0.0,  # chance of a pitch+tempo change per example
+      varispeed_semitones=2.0,    # largest varispeed change, semitones
       silence_threshold_db=None,  # dBFS: redraw quieter source chunks; None: keep
       prefetch_batches=4,         # batches computed ahead in threads
       num_workers=4,              # threads computing batches

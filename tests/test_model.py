@@ -146,9 +146,13 @@ def test_ablation_changes_what_it_says(path, tiny_config):
   if name == "no_channel_attention":
     assert has(base_keys, "channel_attention") and not has(keys, "channel_attention")
   elif name == "no_dense_connections":
-    assert keys == base_keys
+    assert has(base_keys, "encoder/block_0/transition") and not has(keys, "transition")
     deep = lambda p: p["encoder"]["block_1"]["downsample"]["kernel"].shape[1]
-    assert deep(params) < deep(abstract_params(build_model(base.model)))
+    assert deep(params) == deep(abstract_params(build_model(base.model)))
+  elif name == "dense_cross_scale":
+    assert not has(keys, "transition")
+    deep = lambda p: p["encoder"]["block_1"]["downsample"]["kernel"].shape[1]
+    assert deep(params) > deep(abstract_params(build_model(base.model)))
   elif name == "separator_bilstm":
     assert has(keys, "separator/bilstm_1") and not has(keys, "separator/block_0")
   elif name == "separator_none":

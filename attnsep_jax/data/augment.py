@@ -71,6 +71,36 @@ def shift_offsets(rng: np.random.Generator, num_sources: int, shift: int) -> np.
   return rng.integers(0, shift + 1, size=num_sources)
 
 
+def varispeed_factor(rng: np.random.Generator, probability: float,
+                     max_semitones: float) -> float:
+  """Playback-speed factor of one example: 1 (untouched) with 1 - ``probability``,
+  else 2^(u / 12) for u uniform in [-max_semitones, max_semitones]."""
+  if probability <= 0 or rng.random() >= probability:
+    return 1.0
+  return float(2.0 ** (rng.uniform(-max_semitones, max_semitones) / 12.0))
+
+
+def varispeed(long_sources: np.ndarray, samples: int) -> np.ndarray:
+  """Plays every source of a read faster or slower, as a tape would: a read of
+  ``samples * factor`` frames resampled to ``samples`` raises pitch and tempo
+  together by ``factor``.  HT Demucs trains with pitch and tempo changes
+  ("repitch"); moving every partial and formant is also what makes another
+  soundfont's instruments less foreign to the model.
+
+  Args:
+    long_sources: ``(sources, frames, channels)``, the read.
+    samples: frames wanted after resampling.
+  Returns:
+    ``(sources, samples, channels)`` float32.
+  """
+  import soxr
+  out = np.zeros((long_sources.shape[0], samples, long_sources.shape[2]), np.float32)
+  for i, source in enumerate(long_sources):
+    resampled = soxr.resample(source, long_sources.shape[1], samples, quality="LQ")
+    out[i, :min(samples, len(resampled))] = resampled[:samples]
+  return out
+
+
 def random_gain(sources: np.ndarray, rng: np.random.Generator,
                 gain_range: tuple[float, float] = (0.25, 1.25)) -> np.ndarray:
   """Scales each source by a gain drawn uniformly from ``gain_range`` (linear)."""

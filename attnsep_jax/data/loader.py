@@ -52,6 +52,9 @@ class ChunkLoader:
     polarity_flip: negate each source with probability 1/2.
     shift_seconds: each source is cropped at its own random offset in
       [0, shift_seconds] from a longer read (0: no time shift).
+    varispeed_probability: chance that an example is played faster or slower
+      (pitch and tempo together, see ``augment.varispeed``); 0: never.
+    varispeed_semitones: largest pitch change of varispeed, in semitones.
     silence_threshold_db: redraw a source chunk whose RMS is below this many
       dBFS (up to 10 times; None: keep silent chunks, as Demucs does).
     prefetch_batches: batches computed ahead in the background (0: none).
@@ -69,7 +72,8 @@ class ChunkLoader:
                split: str = "train", remix_probability: float = 1.0,
                gain_range: tuple[float, float] | None = (0.25, 1.25),
                channel_swap: bool = True, polarity_flip: bool = True,
-               shift_seconds: float = 1.0, silence_threshold_db: float | None = None,
+               shift_seconds: float = 1.0, varispeed_probability: float = 0.0,
+               varispeed_semitones: float = 2.0, silence_threshold_db: float | None = None,
                prefetch_batches: int = 4, num_workers: int = 2,
                process_index: int = 0, process_count: int = 1):
     if batch_size <= 0 or batch_size % process_count:
@@ -98,6 +102,8 @@ class ChunkLoader:
     self.gain_range = tuple(gain_range) if gain_range is not None else None
     self.channel_swap, self.polarity_flip = bool(channel_swap), bool(polarity_flip)
     self.silence_threshold_db = silence_threshold_db
+    self.varispeed_probability = float(varispeed_probability)
+    self.varispeed_semitones = float(varispeed_semitones)
     self.prefetch_batches = int(prefetch_batches)
     self.num_workers = int(num_workers)
     # Each second of audio is equally likely, as in Demucs's segment dataset;
@@ -123,7 +129,9 @@ class ChunkLoader:
     """
     rng = np.random.default_rng([self.seed, batch_index, row])
     num_sources = len(SOURCES)
-    read = self.segment_samples + self.shift_samples
+    wanted = self.segment_samples + self.shift_samples
+    speed = augment.varispeed_factor(rng, self.varispeed_probability, self.varispeed_semitones)
+    read = int(np.ceil(wanted * speed))
     threshold = self.silence_threshold_db
     picks, remixed = augment.remix_tracks(rng, num_sources, self._weights,
                                           self.remix_probability)
@@ -146,6 +154,8 @@ class ChunkLoader:
         if (threshold is None or attempt == SILENCE_RETRIES
             or np.all(augment.rms_db(long[:, :self.segment_samples]) >= threshold)):
           break
+    if read != wanted:
+      long = augment.varispeed(long, wanted)
     cropped = augment.time_shift(long, rng, self.segment_samples)
     return augment.augment_sources(cropped, rng, self.gain_range, self.channel_swap,
                                    self.polarity_flip, out=out)

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from attnsep_jax.models.attention import ChannelAttention, glu
-from attnsep_jax.models.encoder import same_length_padding
+from attnsep_jax.models.encoder import group_norm, same_length_padding
 from attnsep_jax.models.layers import TransposedConv1d
 
 
@@ -20,6 +20,8 @@ class DecoderBlock(nn.Module):
     stride: upsampling factor.
     decoder_kernel_size: width of the Conv1d after upsampling, in frames.
     leaky_relu_slope: negative slope of the LeakyReLU.
+    norm_groups: GroupNorm groups after the transposed conv and the Conv1d
+      (0: no normalisation).
     channel_attention: squeeze-excitation on the block's output.
     attention_reduction: channels / hidden width of the attention gate.
     dtype: compute dtype.
@@ -30,6 +32,7 @@ class DecoderBlock(nn.Module):
   stride: int = 4
   decoder_kernel_size: int = 3
   leaky_relu_slope: float = 0.01
+  norm_groups: int = 0
   channel_attention: bool = True
   attention_reduction: int = 8
   dtype: Any = jnp.float32
@@ -45,10 +48,11 @@ class DecoderBlock(nn.Module):
     # padded so that output sample t lines up with input sample t.
     left, _ = same_length_padding(self.kernel_size, self.stride)
     x = x[:, left:left + frames * self.stride]
+    x = group_norm(self.norm_groups, self.dtype, "upsample_norm")(x)
     x = nn.leaky_relu(x, self.leaky_relu_slope)
     x = nn.Conv(2 * self.channels, (self.decoder_kernel_size,), padding="SAME",
                 dtype=self.dtype, name="conv")(x)
-    x = glu(x)
+    x = glu(group_norm(self.norm_groups, self.dtype, "conv_norm")(x))
     if self.channel_attention:
       x = ChannelAttention(self.attention_reduction, dtype=self.dtype,
                            name="channel_attention")(x)
@@ -62,35 +66,29 @@ class Decoder(nn.Module):
     channels: the encoder's channels, shallow to deep (the decoder runs deep
       to shallow).
     out_channels: channels of the final output (sources * audio channels).
-    kernel_size: transposed conv width, in frames.
-    stride: upsampling factor per block.
-    decoder_kernel_size: width of each block's Conv1d, in frames.
-    leaky_relu_slope: negative slope of the LeakyReLU.
-    channel_attention: squeeze-excitation on every block but the output one.
-    attention_reduction: channels / hidden width of the attention gate.
-    dtype: compute dtype.
+    block: keyword arguments shared by every ``DecoderBlock`` (kernel sizes,
+      stride, slopes, attention, dtype), except the channels and norm.
+    norm_groups: GroupNorm groups in blocks ``norm_starts`` and deeper (the
+      output block is never normalised).
+    norm_starts: index of the first normalised block (the encoder's index).
   """
   channels: Sequence[int]
   out_channels: int
-  kernel_size: int = 8
-  stride: int = 4
-  decoder_kernel_size: int = 3
-  leaky_relu_slope: float = 0.01
-  channel_attention: bool = True
-  attention_reduction: int = 8
-  dtype: Any = jnp.float32
+  block: dict
+  norm_groups: int = 0
+  norm_starts: int = 0
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, skips: Sequence[jnp.ndarray]) -> jnp.ndarray:
     # x: (batch, bottleneck_frames, channels[-1]); skips shallow to deep.
-    depth = len(self.channels)
-    for index in reversed(range(depth)):
+    block = dict(self.block)
+    channel_attention = block.pop("channel_attention")
+    for index in reversed(range(len(self.channels))):
       is_output = index == 0
-      upsample_channels = self.channels[max(index - 1, 0)]
-      channels = self.out_channels if is_output else self.channels[index - 1]
       x = DecoderBlock(
-          upsample_channels, channels, self.kernel_size, self.stride,
-          self.decoder_kernel_size, self.leaky_relu_slope,
-          self.channel_attention and not is_output, self.attention_reduction,
-          dtype=self.dtype, name=f"block_{index}")(x, skips[index])
+          upsample_channels=self.channels[max(index - 1, 0)],
+          channels=self.out_channels if is_output else self.channels[index - 1],
+          channel_attention=channel_attention and not is_output,
+          norm_groups=self.norm_groups if index >= max(self.norm_starts, 1) else 0,
+          **block, name=f"block_{index}")(x, skips[index])
     return x  # (batch, time, out_channels)

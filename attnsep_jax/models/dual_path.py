@@ -58,11 +58,14 @@ def sinusoidal_encoding(length: int, dim: int) -> np.ndarray:
 
 
 class TransformerLayer(nn.Module):
-  """DPTNet's improved transformer layer (post-norm).
+  """DPTNet's improved transformer layer.
 
-  x = norm(x + MHA(x)); x = norm(x + Linear(ReLU(BiLSTM(x)))). The BiLSTM
-  replaces the first linear layer of the feed-forward network and gives the
-  layer its sense of order, so no positional encoding is needed.
+  Post-norm (DPTNet): x = norm(x + MHA(x)); x = norm(x + Linear(ReLU(BiLSTM(x)))).
+  Pre-norm (HT Demucs): x = x + s * MHA(norm(x)); x = x + s * FFN(norm(x)),
+  with a learned per-channel LayerScale ``s`` (CaiT) when
+  ``layer_scale_init`` is set.  The BiLSTM replaces the first linear layer of
+  the feed-forward network and gives the layer its sense of order, so no
+  positional encoding is needed.
 
   Attributes:
     dim: feature width.
@@ -70,6 +73,9 @@ class TransformerLayer(nn.Module):
     ffn: "bilstm" (DPTNet) or "linear" (the vanilla transformer's FFN).
     ffn_hidden: LSTM units per direction, or the linear FFN's width.
     positional_encoding: "none" or "sinusoidal" (added to the layer input).
+    norm: "post" (DPTNet) or "pre" (HT Demucs).
+    layer_scale_init: initial LayerScale of each residual branch (pre-norm
+      only); 0 disables it.
     dropout_rate: dropout on the attention and FFN outputs.
     dtype: compute dtype.
   """
@@ -78,8 +84,33 @@ class TransformerLayer(nn.Module):
   ffn: str = "bilstm"
   ffn_hidden: int = 256
   positional_encoding: str = "none"
+  norm: str = "post"
+  layer_scale_init: float = 0.0
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
+
+  def _attention(self, x, deterministic):
+    attended = nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads, qkv_features=self.dim, out_features=self.dim,
+        dropout_rate=self.dropout_rate, deterministic=deterministic,
+        dtype=self.dtype, name="attention")(x, x)
+    return nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
+
+  def _feed_forward(self, x, deterministic):
+    if self.ffn == "bilstm":
+      hidden = BiLSTM(self.ffn_hidden, dtype=self.dtype, name="ffn_bilstm")(x)
+    elif self.ffn == "linear":
+      hidden = nn.Dense(self.ffn_hidden, dtype=self.dtype, name="ffn_linear")(x)
+    else:
+      raise ValueError(f"unknown ffn {self.ffn!r}")
+    hidden = nn.Dense(self.dim, dtype=self.dtype, name="ffn_out")(nn.relu(hidden))
+    return nn.Dropout(self.dropout_rate)(hidden, deterministic=deterministic)
+
+  def _scale(self, x, name):
+    if not self.layer_scale_init:
+      return x
+    scale = self.param(name, nn.initializers.constant(self.layer_scale_init), (self.dim,))
+    return x * scale.astype(x.dtype)
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
@@ -88,48 +119,37 @@ class TransformerLayer(nn.Module):
       x = x + sinusoidal_encoding(x.shape[1], self.dim).astype(x.dtype)
     elif self.positional_encoding != "none":
       raise ValueError(f"unknown positional_encoding {self.positional_encoding!r}")
-    attended = nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads, qkv_features=self.dim, out_features=self.dim,
-        dropout_rate=self.dropout_rate, deterministic=deterministic,
-        dtype=self.dtype, name="attention")(x, x)
-    attended = nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
-    x = nn.LayerNorm(dtype=self.dtype, name="attention_norm")(x + attended)
-    if self.ffn == "bilstm":
-      hidden = BiLSTM(self.ffn_hidden, dtype=self.dtype, name="ffn_bilstm")(x)
-    elif self.ffn == "linear":
-      hidden = nn.Dense(self.ffn_hidden, dtype=self.dtype, name="ffn_linear")(x)
-    else:
-      raise ValueError(f"unknown ffn {self.ffn!r}")
-    hidden = nn.Dense(self.dim, dtype=self.dtype, name="ffn_out")(nn.relu(hidden))
-    hidden = nn.Dropout(self.dropout_rate)(hidden, deterministic=deterministic)
-    return nn.LayerNorm(dtype=self.dtype, name="ffn_norm")(x + hidden)
+    norm = lambda name: nn.LayerNorm(dtype=self.dtype, name=name)
+    if self.norm == "post":
+      x = norm("attention_norm")(x + self._attention(x, deterministic))
+      return norm("ffn_norm")(x + self._feed_forward(x, deterministic))
+    if self.norm != "pre":
+      raise ValueError(f"norm must be 'post' or 'pre', got {self.norm!r}")
+    x = x + self._scale(self._attention(norm("attention_norm")(x), deterministic),
+                        "attention_scale")
+    return x + self._scale(self._feed_forward(norm("ffn_norm")(x), deterministic),
+                           "ffn_scale")
 
 
 class DualPathBlock(nn.Module):
   """Intra-chunk transformer (over K, local) then inter-chunk (over S, global).
 
-  Attributes: as ``TransformerLayer``.
+  Attributes:
+    layer: ``TransformerLayer`` keyword arguments, shared by both layers.
   """
-  dim: int
-  num_heads: int = 8
-  ffn: str = "bilstm"
-  ffn_hidden: int = 256
-  positional_encoding: str = "none"
-  dropout_rate: float = 0.0
-  dtype: Any = jnp.float32
+  layer: dict
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
     batch, num_chunks, chunk_frames, dim = x.shape
-    layer = lambda name: TransformerLayer(
-        self.dim, self.num_heads, self.ffn, self.ffn_hidden,
-        self.positional_encoding, self.dropout_rate, self.dtype, name=name)
     # (b, S, K, d) -> (b*S, K, d): attention within each chunk.
-    x = layer("intra")(x.reshape(batch * num_chunks, chunk_frames, dim), deterministic)
+    x = TransformerLayer(**self.layer, name="intra")(
+        x.reshape(batch * num_chunks, chunk_frames, dim), deterministic)
     x = x.reshape(batch, num_chunks, chunk_frames, dim)
     # (b, S, K, d) -> (b*K, S, d): attention across chunks at each position.
     x = x.transpose(0, 2, 1, 3).reshape(batch * chunk_frames, num_chunks, dim)
-    x = layer("inter")(x, deterministic)
+    x = TransformerLayer(**self.layer, name="inter")(x, deterministic)
+    # (b*K, S, d) -> (b, S, K, d)
     return x.reshape(batch, chunk_frames, num_chunks, dim).transpose(0, 2, 1, 3)
 
 
@@ -148,6 +168,8 @@ class DualPathSeparator(nn.Module):
     ffn: "bilstm" or "linear" feed-forward in every transformer layer.
     ffn_hidden: LSTM units per direction, or the linear FFN's width.
     positional_encoding: "none" or "sinusoidal".
+    norm: "post" (DPTNet) or "pre" (HT Demucs) transformer layers.
+    layer_scale_init: initial LayerScale of the pre-norm residual branches.
     dropout_rate: dropout inside the transformer layers.
     remat: recompute each block in the backward pass to save memory.
     dtype: compute dtype.
@@ -160,6 +182,8 @@ class DualPathSeparator(nn.Module):
   ffn: str = "bilstm"
   ffn_hidden: int = 256
   positional_encoding: str = "none"
+  norm: str = "post"
+  layer_scale_init: float = 0.0
   dropout_rate: float = 0.0
   remat: bool = False
   dtype: Any = jnp.float32
@@ -171,11 +195,15 @@ class DualPathSeparator(nn.Module):
     h = nn.LayerNorm(dtype=self.dtype, name="input_norm")(x)
     h = nn.Dense(self.dim, dtype=self.dtype, name="input_projection")(h)
     h = segment(h, self.chunk_frames, self.hop_frames)   # (b, S, K, dim)
+    layer = dict(dim=self.dim, num_heads=self.num_heads, ffn=self.ffn,
+                 ffn_hidden=self.ffn_hidden, positional_encoding=self.positional_encoding,
+                 norm=self.norm, layer_scale_init=self.layer_scale_init,
+                 dropout_rate=self.dropout_rate, dtype=self.dtype)
     block = nn.remat(DualPathBlock, static_argnums=(2,)) if self.remat else DualPathBlock
     for index in range(self.num_blocks):
-      h = block(self.dim, self.num_heads, self.ffn, self.ffn_hidden,
-                self.positional_encoding, self.dropout_rate, self.dtype,
-                name=f"block_{index}")(h, deterministic)
+      h = block(layer, name=f"block_{index}")(h, deterministic)
+    if self.norm == "pre":  # the residual stream of pre-norm layers is unnormalised
+      h = nn.LayerNorm(dtype=self.dtype, name="output_norm")(h)
     h = overlap_add(h, frames, self.hop_frames)          # (b, frames, dim)
     h = nn.Dense(channels, dtype=self.dtype, name="output_projection")(h)
     return x + h

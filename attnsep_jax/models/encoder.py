@@ -1,4 +1,4 @@
-"""Encoder: downsampling blocks with optional dense connections across scales."""
+"""Encoder: downsampling blocks, densely connected within or across scales."""
 
 from typing import Any, Sequence
 
@@ -7,6 +7,18 @@ import jax.numpy as jnp
 
 from attnsep_jax.models.attention import ChannelAttention, glu
 from attnsep_jax.models.layers import DepthwiseConv1d
+
+DENSE_CONNECTIONS = ("within_scale", "cross_scale", "none")
+
+
+def dense_mode(value) -> str:
+  """The ``dense_connections`` setting as a name; configs of version 0.1 used a
+  bool (True: the cross-scale reading, False: none)."""
+  if isinstance(value, bool):
+    return "cross_scale" if value else "none"
+  if value not in DENSE_CONNECTIONS:
+    raise ValueError(f"dense_connections must be one of {DENSE_CONNECTIONS}, got {value!r}")
+  return value
 
 
 def same_length_padding(kernel_size: int, stride: int) -> tuple[int, int]:
@@ -30,15 +42,30 @@ def average_pool(x: jnp.ndarray, factor: int) -> jnp.ndarray:
   return x.reshape(batch, frames // factor, factor, channels).mean(axis=2)
 
 
+def group_norm(groups: int, dtype: Any, name: str):
+  """GroupNorm over time and channel groups (Demucs v3), or identity if ``groups`` is 0."""
+  if not groups:
+    return lambda x: x
+  return nn.GroupNorm(num_groups=groups, dtype=dtype, name=name)
+
+
 class EncoderBlock(nn.Module):
   """Conv1d (downsampling) -> GLU -> depthwise-separable conv -> LeakyReLU.
+
+  With ``dense_layers`` > 1 the depthwise-separable conv + LeakyReLU is a
+  DenseNet block at the block's own frame rate: layer ``i`` sees the
+  concatenation of the GLU output and every earlier layer's output, and a
+  1x1 transition maps the concatenation of all of them to ``channels``.
 
   Attributes:
     channels: output channels of the block.
     kernel_size: width of the downsampling conv, in input frames.
     stride: downsampling factor (input frames per output frame).
     depthwise_kernel_size: width of the depthwise conv, in output frames.
+    dense_layers: depthwise-separable layers, densely connected when > 1.
     leaky_relu_slope: negative slope of the LeakyReLU.
+    norm_groups: GroupNorm groups after the downsampling and pointwise convs
+      (0: no normalisation).
     channel_attention: apply squeeze-excitation to the block's output.
     attention_reduction: channels / hidden width of the attention gate.
     dtype: compute dtype.
@@ -47,7 +74,9 @@ class EncoderBlock(nn.Module):
   kernel_size: int = 8
   stride: int = 4
   depthwise_kernel_size: int = 3
+  dense_layers: int = 1
   leaky_relu_slope: float = 0.01
+  norm_groups: int = 0
   channel_attention: bool = True
   attention_reduction: int = 8
   dtype: Any = jnp.float32
@@ -58,11 +87,20 @@ class EncoderBlock(nn.Module):
     x = nn.Conv(2 * self.channels, (self.kernel_size,), strides=(self.stride,),
                 padding=[same_length_padding(self.kernel_size, self.stride)],
                 dtype=self.dtype, name="downsample")(x)
-    x = glu(x)
-    x = DepthwiseConv1d(self.depthwise_kernel_size, dtype=self.dtype,
-                        name="depthwise")(x)
-    x = nn.Dense(self.channels, dtype=self.dtype, name="pointwise")(x)
-    x = nn.leaky_relu(x, self.leaky_relu_slope)
+    x = glu(group_norm(self.norm_groups, self.dtype, "downsample_norm")(x))
+    features = [x]
+    for index in range(self.dense_layers):
+      suffix = "" if self.dense_layers == 1 else f"_{index}"
+      h = jnp.concatenate(features, axis=-1) if index else x
+      h = DepthwiseConv1d(self.depthwise_kernel_size, dtype=self.dtype,
+                          name=f"depthwise{suffix}")(h)
+      h = nn.Dense(self.channels, dtype=self.dtype, name=f"pointwise{suffix}")(h)
+      h = group_norm(self.norm_groups, self.dtype, f"pointwise_norm{suffix}")(h)
+      features.append(nn.leaky_relu(h, self.leaky_relu_slope))
+    x = features[-1]
+    if self.dense_layers > 1:
+      x = nn.Dense(self.channels, dtype=self.dtype, name="transition")(
+          jnp.concatenate(features, axis=-1))
     if self.channel_attention:
       x = ChannelAttention(self.attention_reduction, dtype=self.dtype,
                            name="channel_attention")(x)
@@ -72,47 +110,46 @@ class EncoderBlock(nn.Module):
 class Encoder(nn.Module):
   """Stack of encoder blocks; returns every block's output (the skips).
 
-  With ``dense_connections`` each block's input is the concatenation of the
-  previous block's output with every earlier feature map (the input
-  included), average-pooled to the current frame rate: DenseNet's
-  connectivity (Huang et al., 2017) carried across the U-Net's scales, as in
-  MMDenseNet/D3Net, so deep blocks see the fine-scale detail directly.
+  ``dense_connections`` selects how the U-Net is densely connected:
+  "within_scale" (DenseNet, MMDenseNet, D3Net: dense blocks of
+  ``dense_layers`` layers inside each encoder block, at one frame rate),
+  "cross_scale" (each block's input is the previous output concatenated with
+  every earlier feature map, the waveform included, average-pooled to the
+  block's frame rate) or "none" (a plain U-Net encoder).
 
   Attributes:
     channels: output channels of each block, shallow to deep.
-    kernel_size: downsampling conv width, in frames.
-    stride: downsampling factor per block.
-    depthwise_kernel_size: depthwise conv width, in frames.
-    leaky_relu_slope: negative slope of the LeakyReLU.
-    dense_connections: feed every earlier scale into each block.
-    channel_attention: squeeze-excitation on each block's output.
-    attention_reduction: channels / hidden width of the attention gate.
-    dtype: compute dtype.
+    block: keyword arguments shared by every ``EncoderBlock`` (kernel sizes,
+      stride, slopes, attention, dtype), except ``channels``,
+      ``dense_layers`` and ``norm_groups``.
+    dense_connections: "within_scale", "cross_scale" or "none".
+    dense_layers: layers of each within-scale dense block.
+    norm_groups: GroupNorm groups in blocks ``norm_starts`` and deeper.
+    norm_starts: index of the first normalised block.
   """
   channels: Sequence[int]
-  kernel_size: int = 8
-  stride: int = 4
-  depthwise_kernel_size: int = 3
-  leaky_relu_slope: float = 0.01
-  dense_connections: bool = True
-  channel_attention: bool = True
-  attention_reduction: int = 8
-  dtype: Any = jnp.float32
+  block: dict
+  dense_connections: str = "within_scale"
+  dense_layers: int = 2
+  norm_groups: int = 0
+  norm_starts: int = 0
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> list[jnp.ndarray]:
     # x: (batch, time, audio_channels), time a multiple of stride**depth.
+    stride = self.block["stride"]
+    mode = dense_mode(self.dense_connections)
     features = [x]
     for index, channels in enumerate(self.channels):
-      if self.dense_connections and index > 0:
-        inputs = [average_pool(f, self.stride ** (len(features) - 1 - k))
+      if mode == "cross_scale" and index > 0:
+        inputs = [average_pool(f, stride ** (len(features) - 1 - k))
                   for k, f in enumerate(features)]
         block_input = jnp.concatenate(inputs, axis=-1)
       else:
         block_input = features[-1]
       features.append(EncoderBlock(
-          channels, self.kernel_size, self.stride, self.depthwise_kernel_size,
-          self.leaky_relu_slope, self.channel_attention,
-          self.attention_reduction, dtype=self.dtype,
+          channels=channels, **self.block,
+          dense_layers=self.dense_layers if mode == "within_scale" else 1,
+          norm_groups=self.norm_groups if index >= self.norm_starts else 0,
           name=f"block_{index}")(block_input))
     return features[1:]

@@ -32,7 +32,16 @@ class AttnSepNet(nn.Module):
     depthwise_kernel_size: encoder depthwise conv width, in frames.
     decoder_kernel_size: decoder Conv1d width, in frames.
     leaky_relu_slope: negative slope of every LeakyReLU.
-    dense_connections: DenseNet-style connections across encoder scales.
+    dense_connections: "within_scale" (dense blocks inside each encoder
+      block, as DenseNet/MMDenseNet/D3Net), "cross_scale" (every earlier
+      scale, pooled, feeds each block) or "none"; True/False of version 0.1
+      configs read as "cross_scale"/"none".
+    dense_layers: layers of each within-scale dense block.
+    norm_groups: GroupNorm groups in the U-Net blocks from ``norm_starts``
+      on (Demucs v3); 0 for none (the paper names no normalisation).
+    norm_starts: index of the first U-Net level with GroupNorm.
+    rescale_init: Demucs' weight rescaling at initialisation: every U-Net
+      conv's weights are divided by sqrt(std / rescale_init); 0 disables it.
     channel_attention: squeeze-excitation on every block's feature map.
     attention_reduction: channels / hidden width of the attention gates.
     separator: "dual_path" (paper), "bilstm" (Demucs v2) or "none".
@@ -44,6 +53,8 @@ class AttnSepNet(nn.Module):
     ffn: transformer feed-forward, "bilstm" (paper/DPTNet) or "linear".
     ffn_hidden: LSTM units per direction (or linear width) of the FFN.
     positional_encoding: "none" (paper) or "sinusoidal".
+    separator_norm: transformer layers "post" (DPTNet) or "pre"-norm (HT Demucs).
+    layer_scale_init: LayerScale of the pre-norm residual branches; 0: none.
     dropout_rate: dropout inside the separator (training only).
     normalize_input: standardise by the mixture's mono mean/std, undo at the
       output (Demucs), so the model is blind to the input level.
@@ -58,7 +69,11 @@ class AttnSepNet(nn.Module):
   depthwise_kernel_size: int = 3
   decoder_kernel_size: int = 3
   leaky_relu_slope: float = 0.01
-  dense_connections: bool = True
+  dense_connections: Any = "within_scale"
+  dense_layers: int = 2
+  norm_groups: int = 0
+  norm_starts: int = 0
+  rescale_init: float = 0.0
   channel_attention: bool = True
   attention_reduction: int = 8
   separator: str = "dual_path"
@@ -70,6 +85,8 @@ class AttnSepNet(nn.Module):
   ffn: str = "bilstm"
   ffn_hidden: int = 256
   positional_encoding: str = "none"
+  separator_norm: str = "post"
+  layer_scale_init: float = 0.0
   dropout_rate: float = 0.0
   normalize_input: bool = True
   remat_separator: bool = False
@@ -105,25 +122,28 @@ class AttnSepNet(nn.Module):
     x = jnp.pad(x, ((0, 0), (0, self.valid_length(time) - time), (0, 0)))
     x = x.astype(dtype)
 
-    conv_args = dict(kernel_size=self.kernel_size, stride=self.stride,
-                     leaky_relu_slope=self.leaky_relu_slope,
-                     channel_attention=self.channel_attention,
-                     attention_reduction=self.attention_reduction, dtype=dtype)
-    skips = Encoder(self.channels, depthwise_kernel_size=self.depthwise_kernel_size,
-                    dense_connections=self.dense_connections, name="encoder",
-                    **conv_args)(x)
+    shared = dict(kernel_size=self.kernel_size, stride=self.stride,
+                  leaky_relu_slope=self.leaky_relu_slope,
+                  channel_attention=self.channel_attention,
+                  attention_reduction=self.attention_reduction, dtype=dtype)
+    norm = dict(norm_groups=self.norm_groups, norm_starts=self.norm_starts)
+    skips = Encoder(self.channels, dict(shared, depthwise_kernel_size=self.depthwise_kernel_size),
+                    dense_connections=self.dense_connections,
+                    dense_layers=self.dense_layers, **norm, name="encoder")(x)
     x = skips[-1]                                          # (batch, frames, C_N)
     if self.separator == "dual_path":
       x = DualPathSeparator(
-          self.separator_dim, self.num_dual_path_blocks, self.chunk_frames,
-          self.hop_frames, self.num_heads, self.ffn, self.ffn_hidden,
-          self.positional_encoding, self.dropout_rate, self.remat_separator,
-          dtype=dtype, name="separator")(x, not train)
+          dim=self.separator_dim, num_blocks=self.num_dual_path_blocks,
+          chunk_frames=self.chunk_frames, hop_frames=self.hop_frames,
+          num_heads=self.num_heads, ffn=self.ffn, ffn_hidden=self.ffn_hidden,
+          positional_encoding=self.positional_encoding, norm=self.separator_norm,
+          layer_scale_init=self.layer_scale_init, dropout_rate=self.dropout_rate,
+          remat=self.remat_separator, dtype=dtype, name="separator")(x, not train)
     elif self.separator == "bilstm":
       x = BiLSTMSeparator(self.separator_dim, dtype=dtype, name="separator")(x)
     x = Decoder(self.channels, self.num_sources * audio_channels,
-                decoder_kernel_size=self.decoder_kernel_size, name="decoder",
-                **conv_args)(x, skips)
+                dict(shared, decoder_kernel_size=self.decoder_kernel_size), **norm,
+                name="decoder")(x, skips)
     x = x[:, :time].astype(jnp.float32)                    # (batch, time, S*C)
     # (batch, time, S*C) -> (batch, S, time, C)
     x = x.reshape(batch, time, self.num_sources, audio_channels).transpose(0, 2, 1, 3)
@@ -142,7 +162,24 @@ def build_model(model_config) -> AttnSepNet:
 def init_params(model: AttnSepNet, rng: jax.Array, time: int = 4096, batch: int = 1):
   """Initialises parameters on a short dummy input (shapes do not depend on it)."""
   dummy = jnp.zeros((batch, model.valid_length(time), model.audio_channels))
-  return model.init(rng, dummy)["params"]
+  params = model.init(rng, dummy)["params"]
+  if model.rescale_init:
+    params = rescale_conv_weights(params, model.rescale_init)
+  return params
+
+
+def rescale_conv_weights(params, reference: float):
+  """Demucs' ``rescale_module``: each U-Net conv kernel ``w`` becomes
+  ``w / sqrt(std(w) / reference)``, pulling every layer's weight scale
+  towards ``reference``; Défossez et al. (2019) found it trains better.
+  Biases start at zero, so only kernels change; the channel-attention gates
+  (linear layers in Demucs' terms) are left as they are."""
+  def rescale(path, leaf):
+    names = [str(getattr(k, "key", k)) for k in path]
+    is_conv = (names[0] in ("encoder", "decoder") and names[-1] == "kernel"
+               and "channel_attention" not in names)
+    return leaf / jnp.sqrt(jnp.std(leaf) / reference) if is_conv else leaf
+  return jax.tree_util.tree_map_with_path(rescale, params)
 
 
 def abstract_params(model: AttnSepNet):

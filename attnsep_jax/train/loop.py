@@ -86,7 +86,8 @@ def validate(model, params, tracks: Iterable, config) -> dict:
     {"sdr": mean over sources, "sdr_<source>": ..., "loss": ..., "tracks": n}.
   """
   names = source_names(model.num_sources)
-  loss_kwargs = {k: v for k, v in dict(config.loss).items() if k != "source_weights"}
+  loss_kwargs = {k: v for k, v in dict(config.loss).items()
+                 if k not in ("source_weights", "l1_warmup_steps")}
   weights = np.asarray(config.loss.source_weights, np.float64)
   rows = []   # per track: SDR per source, loss per source (zeros: another process's)
   for index, track in enumerate(tracks):

@@ -56,7 +56,7 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array):
   def loss_fn(params):
     estimate = state.model.apply({"params": params}, batch["mixture"], train=True,
                                  rngs={"dropout": key})
-    return separation_loss(batch["sources"], estimate, **loss_kwargs)
+    return separation_loss(batch["sources"], estimate, **loss_kwargs, step=state.step)
 
   (loss, per_source), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   # Every device has the same number of rows, so the mean of the per-device

@@ -1,10 +1,10 @@
-"""Ablation: a plain U-Net encoder: each block sees only the previous block."""
+"""Ablation: a plain U-Net encoder: no dense connections within or across scales."""
 
 from attnsep_jax.config import ablation_of_paper
 
 
 def override(config):
-  config.model.dense_connections = False
+  config.model.dense_connections = "none"
   return config
 
 
