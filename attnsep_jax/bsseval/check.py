@@ -68,3 +68,17 @@ def disagreements(ours, theirs) -> list[str]:
     if diff > TOLERANCE_DB:
       problems.append(f"{name}: differs from museval by up to {diff:.3g} dB")
   return problems
+
+
+def cross_check(references, estimates, window_samples: int = 44100) -> tuple[dict, list[str]]:
+  """Both implementations on the same stems: (max_differences, disagreements).
+
+  Args:
+    references: (sources, time, channels) true stems.
+    estimates: (sources, time, channels) estimates.
+    window_samples: window and hop length.
+  """
+  from attnsep_jax.bsseval import bss_eval_v4
+  theirs = museval_scores(references, estimates, window_samples, window_samples)
+  ours = bss_eval_v4(references, estimates, window_samples, window_samples)
+  return max_differences(ours, theirs), disagreements(ours, theirs)
