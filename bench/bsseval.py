@@ -100,9 +100,9 @@ def measure(backend: str, npz: str, tmp: str, cpus: str | None, threads: int | N
   return result, np.load(scores)
 
 
-def extrapolate(rows: list[dict], seconds: float, cpus: str) -> float | None:
-  """museval's time at ``seconds`` from a line through its two longest runs."""
-  done = sorted((r["seconds"], r["time_s"]) for r in rows
+def extrapolate(rows: list[dict], seconds: float, cpus: str, key: str) -> float | None:
+  """museval's ``key`` (time_s, cpu_s) at ``seconds``: a line through its two longest runs."""
+  done = sorted((r["seconds"], r[key]) for r in rows
                 if r["backend"] == "museval" and r["cpus"] == cpus and not r.get("extrapolated"))
   if len(done) < 2:
     return None
@@ -161,10 +161,11 @@ def main(argv=None):
       for n, cpu_list in zip(threads, cpus):
         for name in ("museval", "ours") if with_museval else ("ours",):
           if name == "museval" and seconds > args.museval_max_seconds:
-            guess = extrapolate(rows, seconds, cpu_list)
+            guess = extrapolate(rows, seconds, cpu_list, "time_s")
             if guess is not None:
               rows.append({"seconds": seconds, "backend": "museval", "device": "cpu",
                            "threads": n, "cpus": cpu_list, "time_s": guess,
+                           "cpu_s": extrapolate(rows, seconds, cpu_list, "cpu_s"),
                            "extrapolated": True, "stems": source})
             continue
           result, scores = measure(name, npz, tmp, cpu_list, n, False, args.warmup_seconds)
@@ -201,6 +202,8 @@ def report(rows, differences, args, accelerator):
                    key=lambda r: r["time_s"])
     if row["backend"] == "ours" and match:
       row["speedup_vs_museval"] = match[0]["time_s"] / row["time_s"]
+      if "cpu_s" in match[0]:   # CPU seconds: steadier on a shared machine
+        row["cpu_speedup_vs_museval"] = match[0]["cpu_s"] / row["cpu_s"]
       row["museval_peak_rss_mb"] = match[0].get("peak_rss_mb")
     if row["seconds"] in differences and row["backend"] == "ours":
       row["max_diff_db"] = max(differences[row["seconds"]]["max_abs_db"].values())
@@ -208,8 +211,9 @@ def report(rows, differences, args, accelerator):
     if row.get("extrapolated"):
       row["backend"] = "museval (extrapolated)"
   common.print_table(rows, ["seconds", "backend", "device", "threads", "cpus", "time_s",
-                            "x_realtime", "compile_s", "peak_rss_mb", "device_peak_mb",
-                            "speedup_vs_museval", "max_diff_db"],
+                            "cpu_s", "x_realtime", "compile_s", "peak_rss_mb",
+                            "device_peak_mb", "speedup_vs_museval",
+                            "cpu_speedup_vs_museval", "max_diff_db"],
                      title="BSS Eval v4, 4 stereo stems, 1 s windows (time excludes compilation)")
   for seconds, diff in differences.items():
     print(f"\n{seconds:g} s: max |ours - museval| per window (dB): "
