@@ -21,7 +21,8 @@ where a reference or an estimate is silent.
 The computation needs float64 (the Gram system is ill-conditioned).  It runs
 under ``jax.enable_x64`` as a context manager, which is thread-local and
 scoped: importing or calling this module never switches the process (or a
-float32 training loop in another thread) to x64.
+float32 training loop in another thread) to x64.  It runs on the default
+device (CPU or GPU); on a TPU, which has no float64 FFT or LU, on the host CPU.
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def float64_scope():
     return enable_x64()
 
 
+def compute_device() -> jax.Device:
+  """The default device; the host CPU on a TPU, which lacks float64 FFTs and LU."""
+  device = jax.devices()[0]
+  return jax.devices("cpu")[0] if device.platform == "tpu" else device
+
+
 def bss_eval_v4(references, estimates, window_samples: int = 44100,
                 hop_samples: int | None = None,
                 filter_taps: int = FILTER_TAPS) -> BSSEvalScores:
@@ -78,7 +85,7 @@ def bss_eval_v4(references, estimates, window_samples: int = 44100,
     if int(value) != value or value < 1:
       raise ValueError(f"{name} must be a positive integer, got {value!r}")
   references, estimates = check_stems(references, estimates)
-  with float64_scope():
+  with float64_scope(), jax.default_device(compute_device()):
     lags = lag_correlations(references, estimates, int(filter_taps))
     all_filters, own_filters = distortion_filters(lags, references.shape[0])
     metrics = framewise_metrics(references, estimates, all_filters, own_filters,
@@ -86,4 +93,5 @@ def bss_eval_v4(references, estimates, window_samples: int = 44100,
   return BSSEvalScores(*metrics)
 
 
-__all__ = ["BSSEvalScores", "FILTER_TAPS", "bss_eval_v4", "float64_scope", "window_count"]
+__all__ = ["BSSEvalScores", "FILTER_TAPS", "bss_eval_v4", "compute_device", "float64_scope",
+           "window_count"]

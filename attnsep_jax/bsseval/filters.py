@@ -23,10 +23,16 @@ CORRELATION_FFT = 8192    # samples per FFT of the block-wise correlations
 EPS = float(np.finfo(np.float64).eps)   # museval's ridge on the Gram diagonal
 
 
+def on_cpu() -> bool:
+  """Whether new arrays go to a CPU (``jax.default_device``, else the backend)."""
+  platform = getattr(jax.config.jax_default_device, "platform", None)
+  return (platform or jax.default_backend()) == "cpu"
+
+
 def blocks_per_call() -> int:
   """Blocks per jitted call: one compilation for any track length.  On CPU a
   few blocks whose FFTs stay in cache run 3x faster than big batches."""
-  return 4 if jax.default_backend() == "cpu" else 64
+  return 4 if on_cpu() else 64
 
 
 def _block_samples(filter_taps: int) -> int:

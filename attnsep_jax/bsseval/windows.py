@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from attnsep_jax.bsseval.filters import on_cpu
 from attnsep_jax.bsseval.stems import padded_slice
 
 
@@ -22,7 +23,7 @@ from attnsep_jax.bsseval.stems import padded_slice
 def windows_per_call() -> int:
   """Windows per jitted call: one compilation for any track length.  On CPU
   one window at a time keeps the FFTs in cache (fastest)."""
-  return 1 if jax.default_backend() == "cpu" else 16
+  return 1 if on_cpu() else 16
 
 
 def window_count(length: int, window_samples: int, hop_samples: int) -> int:
