@@ -57,9 +57,9 @@ def float64_scope():
 
 
 def compute_device() -> jax.Device:
-  """The default device; the host CPU on a TPU, which lacks float64 FFTs and LU."""
-  device = jax.devices()[0]
-  return jax.devices("cpu")[0] if device.platform == "tpu" else device
+  """This process's first device; its CPU on a TPU, which lacks float64 FFTs and LU."""
+  device = jax.local_devices()[0]   # jax.devices()[0] may belong to another host
+  return jax.local_devices(backend="cpu")[0] if device.platform == "tpu" else device
 
 
 def bss_eval_v4(references, estimates, window_samples: int = 44100,
