@@ -116,6 +116,16 @@ def test_bad_input_is_a_one_line_error(references, estimates, message):
   assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("arguments, message", [
+    (dict(window_samples=0), "window_samples must be a positive integer"),
+    (dict(hop_samples=0.5), "hop_samples must be a positive integer"),
+    (dict(filter_taps=4096), "filter_taps must be at most 2048"),
+])
+def test_bad_parameters_are_one_line_errors(arguments, message):
+  with pytest.raises(ValueError, match=message):
+    bss_eval_v4(np.ones((2, 100, 2)), np.ones((2, 100, 2)), **arguments)
+
+
 def test_float64_is_scoped_to_the_call(stems):
   results = []
   worker = threading.Thread(target=lambda: results.append(bss_eval_v4(stems[:, :RATE],

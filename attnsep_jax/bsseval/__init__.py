@@ -32,11 +32,12 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from attnsep_jax.bsseval.filters import distortion_filters, lag_correlations
+from attnsep_jax.bsseval.filters import CORRELATION_FFT, distortion_filters, lag_correlations
 from attnsep_jax.bsseval.stems import check_stems
 from attnsep_jax.bsseval.windows import framewise_metrics, window_count
 
 FILTER_TAPS = 512   # museval's filters_len
+MAX_FILTER_TAPS = CORRELATION_FFT // 4   # longer lags leave too little of each FFT block
 
 
 class BSSEvalScores(NamedTuple):
@@ -84,6 +85,8 @@ def bss_eval_v4(references, estimates, window_samples: int = 44100,
                       ("filter_taps", filter_taps)):
     if int(value) != value or value < 1:
       raise ValueError(f"{name} must be a positive integer, got {value!r}")
+  if filter_taps > MAX_FILTER_TAPS:
+    raise ValueError(f"filter_taps must be at most {MAX_FILTER_TAPS}, got {filter_taps}")
   references, estimates = check_stems(references, estimates)
   with float64_scope(), jax.default_device(compute_device()):
     lags = lag_correlations(references, estimates, int(filter_taps))
