@@ -1,13 +1,15 @@
-"""Scores a separator on MUSDB18/-HQ (or the built-in corpus) with museval.
+"""Scores a separator on MUSDB18/-HQ (or the built-in corpus) with BSS Eval v4.
 
     python evaluate.py --checkpoint runs/cpu_small --musdb data/synth --is-wav
 
 Separates every track of the subset with the shared chunked inference, scores
-it with BSS Eval v4 in worker processes, and writes museval's per-track JSON
-(``OUT/<method>/<subset>/<track>.json``), the aggregate (``OUT/results.json``)
-and a Markdown table (``OUT/results.md``) with the mixture and oracle-IRM
-reference rows and the published MUSDB18 rows.  Tracks already scored in OUT
-are skipped unless ``--force``, so an interrupted evaluation resumes.
+it with BSS Eval v4 (museval's numbers: ``attnsep_jax.bsseval`` in this
+process by default, or museval itself in worker processes), and writes
+museval's per-track JSON (``OUT/<method>/<subset>/<track>.json``), the
+aggregate (``OUT/results.json``) and a Markdown table (``OUT/results.md``)
+with the mixture and oracle-IRM reference rows and the published MUSDB18
+rows.  Tracks already scored in OUT are skipped unless ``--force``, so an
+interrupted evaluation resumes.
 """
 
 import argparse
@@ -33,8 +35,14 @@ def parse_args(argv=None):
   parser.add_argument("--tracks", nargs="*", default=None, help="only these track names")
   parser.add_argument("--out", default=None,
                       help="output folder (default: CHECKPOINT/museval-SUBSET)")
+  parser.add_argument("--backend", choices=("jax", "museval"), default="jax",
+                      help="BSS Eval v4 implementation: attnsep_jax.bsseval (museval's "
+                      "numbers, in this process) or museval itself (slow)")
   parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1),
-                      help="museval worker processes")
+                      help="museval worker processes (--backend museval)")
+  parser.add_argument("--check-museval", type=float, default=0.0, metavar="SECONDS",
+                      help="score the first SECONDS of the first scored track with both "
+                      "backends and warn if they disagree by more than 0.01 dB")
   parser.add_argument("--seconds", type=float, default=None,
                       help="score only the first N seconds of each track (quick runs)")
   parser.add_argument("--shifts", type=int, default=None,
@@ -44,6 +52,43 @@ def parse_args(argv=None):
   parser.add_argument("--force", action="store_true", help="re-score scored tracks")
   parser.add_argument("--quiet", action="store_true", help="no progress bar")
   return parser.parse_args(argv)
+
+
+class InProcessExecutor(concurrent.futures.Executor):
+  """Runs each task at submission: BSS Eval in JAX already uses every core."""
+
+  def submit(self, fn, /, *args, **kwargs):
+    future = concurrent.futures.Future()
+    try:
+      future.set_result(fn(*args, **kwargs))
+    except BaseException as e:  # re-raised by future.result(), as a pool would
+      future.set_exception(e)
+    return future
+
+
+def make_executor(backend: str, workers: int) -> concurrent.futures.Executor:
+  """Where tracks are scored: this process (jax) or museval worker processes."""
+  if backend == "jax":
+    return InProcessExecutor()
+  # Spawned workers: forking a process that has started JAX's threads is unsafe.
+  return concurrent.futures.ProcessPoolExecutor(
+      workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def check_museval(sources: np.ndarray, estimates: np.ndarray, rate: int, seconds: float,
+                  label: str) -> bool:
+  """Both BSS Eval backends on the first ``seconds``; prints the differences
+  and a warning per disagreement.  True when they agree."""
+  from attnsep_jax.bsseval.check import cross_check
+  from attnsep_jax.evaluation import MUSDB_TARGETS
+  frames = int(seconds * rate)
+  order = [SOURCES.index(t) for t in MUSDB_TARGETS]
+  differences, problems = cross_check(sources[order, :frames], estimates[order, :frames], rate)
+  print(f"museval cross-check, first {seconds:g} s of {label}: max |difference| "
+        + ", ".join(f"{m} {d:.1e}" for m, d in differences.items()) + " dB", flush=True)
+  for problem in problems:
+    print(f"evaluate.py: warning: BSS Eval backends disagree: {problem}", file=sys.stderr)
+  return not problems
 
 
 def main(argv=None):
@@ -88,9 +133,8 @@ def main(argv=None):
   print(f"{len(tracks)} tracks x {len(methods)} methods; {len(todo)} to score "
         f"({len(tracks) * len(methods) - len(todo)} already in {out})", flush=True)
   bar = tqdm(total=len(todo), unit="score", disable=args.quiet, file=sys.stderr)
-  # Spawned workers: forking a process that has started JAX's threads is unsafe.
-  context = multiprocessing.get_context("spawn")
-  with concurrent.futures.ProcessPoolExecutor(args.workers, mp_context=context) as pool:
+  to_check = args.check_museval
+  with make_executor(args.backend, args.workers) as pool:
     futures = []
     for track in tracks:
       wanted = [m for m, t in todo if t is track]
@@ -108,11 +152,14 @@ def main(argv=None):
           estimates = np.broadcast_to(mixture, sources.shape).copy()
         else:
           estimates = oracle_irm(mixture, sources)
+        if to_check:
+          check_museval(sources, estimates, rate, to_check, f"{track.name} ({method})")
+          to_check = 0.0
         futures.append(pool.submit(score_and_write, result_path(method, track),
-                                   track.name, sources, estimates, rate))
-    for future in concurrent.futures.as_completed(futures):
+                                   track.name, sources, estimates, rate, args.backend))
+        futures[-1].add_done_callback(lambda _: bar.update())
+    for future in futures:
       future.result()
-      bar.update()
   bar.close()
 
   results = {}
@@ -128,7 +175,7 @@ def main(argv=None):
   mean_table = markdown_table(results, label, is_musdb, statistic="mean")
   write_json(os.path.join(out, "results.json"),
              {"checkpoint": os.path.abspath(args.checkpoint), "data": label,
-              "results": results})
+              "backend": args.backend, "results": results})
   with open(os.path.join(out, "results.md"), "w") as f:
     f.write(table + "\n\n" + mean_table + "\n")
   print(table)

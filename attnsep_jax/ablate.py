@@ -80,7 +80,8 @@ def evaluate_variant(workdir: str, test_seconds: float | None = None, *,
   the variant trained on); ``test_seconds`` keeps the first N s of each track.
 
   Returns ``{"test_sdr": {track: {source: dB}}}``: the utterance SDR, plus
-  ``"museval_sdr"`` (BSS Eval v4, median over 1 s windows) when asked.
+  ``"museval_sdr"`` (BSS Eval v4, median over 1 s windows; museval's numbers
+  from ``attnsep_jax.bsseval``) when asked.
   """
   from attnsep_jax.data.loader import validation_tracks
   from attnsep_jax.inference import separate
@@ -444,8 +445,9 @@ def main(argv=None):
   parser.add_argument("--test-seconds", type=float, default=None,
                       help="score only the first N seconds of each test track")
   parser.add_argument("--museval", action="store_true",
-                      help="also score every variant with museval (BSS Eval v4); with "
-                      "--report-only, scores finished variants that lack it")
+                      help="also score every variant with BSS Eval v4 (museval's numbers, "
+                      "computed by attnsep_jax.bsseval); with --report-only, scores "
+                      "finished variants that lack it")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="config override applied to every variant (repeatable)")
   args = parser.parse_args(argv)

@@ -1,11 +1,13 @@
-"""BSS Eval v4 (museval) scoring, SiSEC aggregation, reference rows and tables.
+"""BSS Eval v4 scoring, SiSEC aggregation, reference rows and tables.
 
-Per track, ``museval.evaluate`` gives SDR/SIR/ISR/SAR per source on 1 s
-windows; the track's score is the median over its windows and the data set's
-the median over tracks (the SiSEC 2018 convention used by every published
-MUSDB18 number), with the mean over tracks reported beside it.  Two reference
-"methods" are scored on the same data: the mixture as every source's estimate
-(the floor) and the oracle ideal ratio mask (a ceiling for masking methods).
+Per track, BSS Eval v4 gives SDR/SIR/ISR/SAR per source on 1 s windows
+(``attnsep_jax.bsseval``, museval's numbers in JAX, or museval itself); the
+track's score is the median over its windows and the data set's the median
+over tracks (the SiSEC 2018 convention used by every published MUSDB18
+number), with the mean over tracks reported beside it.  Either backend
+writes museval's own per-track JSON.  Two reference "methods" are scored on
+the same data: the mixture as every source's estimate (the floor) and the
+oracle ideal ratio mask (a ceiling for masking methods).
 """
 
 from __future__ import annotations
@@ -35,15 +37,46 @@ PUBLISHED_SDR = [
 ]  # name, vocals, drums, bass, other, average
 
 
+BACKENDS = ("jax", "museval")
+
+
+def bss_eval_track(references: np.ndarray, estimates: np.ndarray, window_samples: int,
+                   backend: str = "jax"):
+  """BSS Eval v4 per window: (SDR, ISR, SIR, SAR), each (sources, windows).
+
+  Args:
+    references: (sources, time, channels) true stems.
+    estimates: (sources, time, channels) estimates.
+    window_samples: window and hop length.
+    backend: "jax" (attnsep_jax.bsseval) or "museval" (the reference).
+  """
+  if backend == "jax":
+    from attnsep_jax.bsseval import bss_eval_v4
+    return tuple(bss_eval_v4(references, estimates, window_samples, window_samples))
+  if backend == "museval":
+    from attnsep_jax.bsseval.check import museval_scores
+    return tuple(museval_scores(references, estimates, window_samples, window_samples))
+  raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+
+
 def score_track(name: str, references: np.ndarray, estimates: np.ndarray,
-                sample_rate: int, window_seconds: float = 1.0) -> dict:
-  """museval's per-track JSON for stems ``(sources, time, channels)`` in SOURCES order."""
+                sample_rate: int, window_seconds: float = 1.0, backend: str = "jax") -> dict:
+  """museval's per-track JSON for stems ``(sources, time, channels)`` in SOURCES order.
+
+  Args:
+    name: track name (the JSON's and museval's track_name).
+    references: (sources, time, channels) true stems, SOURCES order.
+    estimates: (sources, time, channels) estimates, SOURCES order.
+    sample_rate: in Hz.
+    window_seconds: window and hop, in seconds.
+    backend: "jax" (attnsep_jax.bsseval) or "museval"; same JSON either way.
+  """
   import museval
 
   order = [SOURCES.index(t) for t in MUSDB_TARGETS]
-  sdr, isr, sir, sar = museval.evaluate(
-      [references[i] for i in order], [estimates[i] for i in order],
-      win=int(window_seconds * sample_rate), hop=int(window_seconds * sample_rate))
+  sdr, isr, sir, sar = bss_eval_track(
+      np.stack([references[i] for i in order]), np.stack([estimates[i] for i in order]),
+      int(window_seconds * sample_rate), backend)
   store = museval.TrackStore(win=window_seconds, hop=window_seconds, track_name=name)
   for k, target in enumerate(MUSDB_TARGETS):
     store.add_target(target_name=target, values={
@@ -105,9 +138,9 @@ def write_json(path: str, payload) -> None:
 
 
 def score_and_write(path: str, name: str, references: np.ndarray, estimates: np.ndarray,
-                    sample_rate: int) -> str:
-  """Worker-process entry: score one track of one method and write its JSON."""
-  write_json(path, score_track(name, references, estimates, sample_rate))
+                    sample_rate: int, backend: str = "jax") -> str:
+  """Scores one track of one method and writes its JSON (a worker-process entry)."""
+  write_json(path, score_track(name, references, estimates, sample_rate, backend=backend))
   return path
 
 

@@ -1,7 +1,8 @@
-"""Separation metrics: a fast utterance SDR in JAX for validation.
+"""The utterance SDR (uSDR) of the MDX/SDX challenges, in JAX.
 
-BSS Eval v4 (museval), the published MUSDB metric, lives in
-``attnsep_jax.evaluation``; it is two orders of magnitude slower.
+uSDR is not the SDR of published MUSDB18 tables: those are BSS Eval v4
+(cSDR: median over 1 s windows, then over tracks), ``attnsep_jax.bsseval``.
+The two typically differ by 0.5-1 dB; never compare one with the other.
 """
 
 import jax.numpy as jnp
@@ -11,9 +12,10 @@ SDR_DELTA = 1e-7  # the MDX challenge's epsilon
 
 def utterance_sdr(target: jnp.ndarray, estimate: jnp.ndarray,
                   delta: float = SDR_DELTA) -> jnp.ndarray:
-  """MDX-challenge SDR in dB, per example and source.
+  """uSDR in dB (MDX/SDX challenges, Demucs' ``new_sdr``), per example and source.
 
-  10 log10((Σ s² + δ) / (Σ (s - ŝ)² + δ)), summed over time and channels.
+  10 log10((Σ s² + δ) / (Σ (s - ŝ)² + δ)), summed over time and channels; a
+  data set's uSDR is the mean over songs of the whole-song values.
 
   Args:
     target: (..., time, channels) true stems, e.g. (batch, sources, time, channels).

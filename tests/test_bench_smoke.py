@@ -1,4 +1,4 @@
-"""Smoke runs of bench/peers.py, bench/train_step.py and bench/scaling.py.
+"""Smoke runs of bench/peers.py, train_step.py, scaling.py and bsseval.py.
 
 Tiny model, a few seconds of audio, our side only (no peer venv needed): the
 scripts run end to end and write what they promise.  No timing is asserted;
@@ -29,7 +29,7 @@ def run_script(name, *args):
   return proc
 
 
-@pytest.mark.parametrize("name", ["peers.py", "train_step.py", "scaling.py"])
+@pytest.mark.parametrize("name", ["peers.py", "train_step.py", "scaling.py", "bsseval.py"])
 def test_help(name):
   assert "usage" in run_script(name, "--help").stdout
 
@@ -65,3 +65,16 @@ def test_scaling(tmp_path):
   assert [r["seconds"] for r in result["inference"]] == [1.0, 2.0]
   assert result["training"][0]["step_s"] > 0
   assert png.stat().st_size > 0
+
+
+def test_bsseval_ours_only_on_synthetic_stems(tmp_path):
+  out = tmp_path / "bsseval.json"
+  # Every core: no taskset, the child keeps the tests' CPU affinity.
+  proc = run_script("bsseval.py", "--lengths", "1.5", "--threads", str(os.cpu_count()),
+                    "--no-museval",
+                    "--corpus", str(tmp_path / "absent"), "--warmup-seconds", "1",
+                    "--json", str(out))
+  assert "our side only" in proc.stderr and "| ours |" in proc.stdout
+  (row,) = json.loads(out.read_text())["rows"]
+  assert row["backend"] == "ours" and row["stems"] == "synthetic" and row["time_s"] > 0
+  assert row["peak_rss_mb"] > 0

@@ -1,4 +1,4 @@
-"""evaluate.py: museval numbers equal a direct museval call; tables; resume."""
+"""evaluate.py: BSS Eval numbers equal a direct museval call (both backends); tables; resume."""
 
 import json
 import os
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from attnsep_jax import SOURCES
+from attnsep_jax.bsseval.check import TOLERANCE_DB
 from attnsep_jax.evaluation import aggregate, oracle_irm, track_medians
 from attnsep_jax.export import write_export
 from attnsep_jax.inference import separate
@@ -25,31 +26,40 @@ def export_dir(tiny_config, tiny_model_and_params, tmp_path_factory):
   return out
 
 
-def test_museval_numbers_equal_a_direct_eval_mus_track(synth_corpus, export_dir, tiny_config,
-                                                       tiny_model_and_params, tmp_path):
-  model, params = tiny_model_and_params
-  out = str(tmp_path / "eval")
-  db = musdb.DB(root=synth_corpus, is_wav=True, subsets="test")
-  track = db.tracks[0]
-  assert evaluate_cli.main([
-      "--checkpoint", export_dir, "--musdb", synth_corpus, "--is-wav", "--tracks",
-      track.name, "--seconds", str(SECONDS), "--out", out, "--workers", "1",
-      "--quiet"]) == 0
-
-  track.chunk_duration = SECONDS
-  mixture = track.audio.astype(np.float32)
-  estimates = separate(model, params, mixture, sample_rate=44100, **tiny_config.inference)
-  direct = museval.eval_mus_track(
-      track, {name: estimates[i] for i, name in enumerate(SOURCES)})
-  ours = json.load(open(os.path.join(out, "model", "test", f"{track.name}.json")))
-  direct = json.loads(direct.json)
+def assert_same_track_json(ours, direct, atol):
+  """Same targets, frames and times; metrics within ``atol`` dB (NaN alike)."""
   assert [t["name"] for t in ours["targets"]] == [t["name"] for t in direct["targets"]]
   for a, b in zip(ours["targets"], direct["targets"]):
     assert len(a["frames"]) == len(b["frames"]) >= 1
     for fa, fb in zip(a["frames"], b["frames"]):
+      assert (fa["time"], fa["duration"]) == (fb["time"], fb["duration"])
       for metric in ("SDR", "SIR", "ISR", "SAR"):
         np.testing.assert_allclose(fa["metrics"][metric], fb["metrics"][metric],
-                                   rtol=1e-6, equal_nan=True)
+                                   rtol=1e-6, atol=atol, equal_nan=True)
+
+
+def test_scores_equal_a_direct_museval_eval_mus_track(synth_corpus, export_dir, tiny_config,
+                                                      tiny_model_and_params, tmp_path, capsys):
+  model, params = tiny_model_and_params
+  out = str(tmp_path / "eval")
+  db = musdb.DB(root=synth_corpus, is_wav=True, subsets="test")
+  track = db.tracks[0]
+  args = ["--checkpoint", export_dir, "--musdb", synth_corpus, "--is-wav", "--tracks",
+          track.name, "--seconds", str(SECONDS), "--out", out, "--workers", "1", "--quiet"]
+  assert evaluate_cli.main(args + ["--check-museval", str(SECONDS)]) == 0
+  printed = capsys.readouterr()
+  assert "museval cross-check, first 1 s of" in printed.out and "disagree" not in printed.err
+
+  track.chunk_duration = SECONDS
+  mixture = track.audio.astype(np.float32)
+  estimates = separate(model, params, mixture, sample_rate=44100, **tiny_config.inference)
+  direct = json.loads(museval.eval_mus_track(
+      track, {name: estimates[i] for i, name in enumerate(SOURCES)}).json)
+  model_json = os.path.join(out, "model", "test", f"{track.name}.json")
+  # The JSON stores 5 decimals: the JAX backend's numbers round alike up to
+  # its 0.01 dB agreement.
+  assert_same_track_json(json.load(open(model_json)), direct, atol=TOLERANCE_DB)
+  assert json.load(open(os.path.join(out, "results.json")))["backend"] == "jax"
 
   table = open(os.path.join(out, "results.md")).read()
   assert "this model" in table and "mixture (reference)" in table
@@ -61,12 +71,14 @@ def test_museval_numbers_equal_a_direct_eval_mus_track(synth_corpus, export_dir,
         results["mixture"]["median"][source]["SDR"]
 
   # Resume: everything is scored, so a second run only tabulates.
-  mtime = os.path.getmtime(os.path.join(out, "model", "test", f"{track.name}.json"))
-  assert evaluate_cli.main([
-      "--checkpoint", export_dir, "--musdb", synth_corpus, "--is-wav", "--tracks",
-      track.name, "--seconds", str(SECONDS), "--out", out, "--workers", "1",
-      "--quiet"]) == 0
-  assert os.path.getmtime(os.path.join(out, "model", "test", f"{track.name}.json")) == mtime
+  mtime = os.path.getmtime(model_json)
+  assert evaluate_cli.main(args) == 0
+  assert os.path.getmtime(model_json) == mtime
+
+  # museval itself, in a worker process: the same JSON as the direct call.
+  assert evaluate_cli.main(args + ["--backend", "museval", "--no-references", "--force"]) == 0
+  assert_same_track_json(json.load(open(model_json)), direct, atol=0.0)
+  assert json.load(open(os.path.join(out, "results.json")))["backend"] == "museval"
 
 
 def test_bad_arguments_are_one_line_errors(synth_corpus, export_dir, tmp_path, capsys):

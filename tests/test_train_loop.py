@@ -82,7 +82,8 @@ def test_straight_run_outputs(straight_run, loop_config):
   assert [e["step"] for e in valid] == [2, 4]
   for key in ("loss", "loss_drums", "loss_vocals", "grad_norm", "param_norm", "learning_rate"):
     assert np.isfinite(train[0][key])
-  for key in ("sdr", "sdr_drums", "sdr_bass", "sdr_other", "sdr_vocals", "loss"):
+  for key in ("sdr", "sdr_drums", "sdr_bass", "sdr_other", "sdr_vocals", "loss",
+              "bss_sdr", "bss_sdr_drums", "bss_sdr_bass", "bss_sdr_other", "bss_sdr_vocals"):
     assert np.isfinite(valid[0][key])
   assert valid[0]["tracks"] == 2
   assert os.path.getsize(os.path.join(workdir, "curves.png")) > 1000
@@ -206,3 +207,15 @@ def test_time_budget_stops_saves_and_is_remembered(tmp_path, loop_config):
   more = apply_overrides(config, ["train.time_budget_seconds=600.0"])
   summary = train_and_evaluate(more, workdir, loader=slow(), validation_tracks=TRACKS)
   assert summary["start_step"] == 3 and summary["step"] == 5
+
+
+def test_validation_bss_sdr_is_the_median_over_windows_nan_when_undefined():
+  from attnsep_jax.bsseval import bss_eval_v4
+  from attnsep_jax.train.loop import _bss_sdr
+  rng = np.random.default_rng(0)
+  sources = rng.standard_normal((4, 2 * 44100 + 100, 2)).astype(np.float32)
+  estimate = sources + 0.3 * rng.standard_normal(sources.shape).astype(np.float32)
+  expected = np.median(bss_eval_v4(sources, estimate).sdr, axis=1)
+  np.testing.assert_allclose(_bss_sdr(sources, estimate, 44100), expected)
+  sources[1] = 0.0   # a silent stem: BSS Eval is undefined on the track
+  assert np.isnan(_bss_sdr(sources, estimate, 44100)).all()

@@ -18,12 +18,14 @@ import os
 import signal
 import sys
 import time
+import warnings
 from typing import Callable, Iterable
 
 import jax
 import numpy as np
 
 from attnsep_jax import config as config_lib
+from attnsep_jax.bsseval import bss_eval_v4
 from attnsep_jax.inference import separate
 from attnsep_jax.losses import per_source_loss
 from attnsep_jax.metrics import utterance_sdr
@@ -70,6 +72,17 @@ def _validation_kwargs(config) -> dict:
 # -----------------------------------------------------------------------------
 # Validation
 # -----------------------------------------------------------------------------
+def _bss_sdr(sources: np.ndarray, estimate: np.ndarray, sample_rate: int) -> np.ndarray:
+  """(S,) BSS Eval v4 SDR per source, median over 1 s windows (NaN: undefined)."""
+  try:
+    sdr = bss_eval_v4(sources, estimate, window_samples=int(sample_rate)).sdr
+  except ValueError:   # a silent stem: BSS Eval is undefined on this track
+    return np.full(len(sources), np.nan)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)   # every window silent: NaN
+    return np.nanmedian(sdr, axis=1)
+
+
 def validate(model, params, tracks: Iterable, config) -> dict:
   """Separates whole validation tracks and averages SDR and loss over them.
 
@@ -83,23 +96,27 @@ def validate(model, params, tracks: Iterable, config) -> dict:
     tracks: iterable of (name, mixture (T, C), sources (S, T, C)).
     config: the experiment config (inference, loss, data.sample_rate).
   Returns:
-    {"sdr": mean over sources, "sdr_<source>": ..., "loss": ..., "tracks": n}.
+    {"sdr": mean over sources, "sdr_<source>": ..., "loss": ..., "tracks": n};
+    "sdr" is the utterance SDR (uSDR); "bss_sdr" and "bss_sdr_<source>" are
+    BSS Eval v4 SDR (median over 1 s windows, mean over the tracks where it
+    is defined).
   """
   names = source_names(model.num_sources)
   loss_kwargs = {k: v for k, v in dict(config.loss).items()
                  if k not in ("source_weights", "l1_warmup_steps")}
   weights = np.asarray(config.loss.source_weights, np.float64)
-  rows = []   # per track: SDR per source, loss per source (zeros: another process's)
+  rows = []   # per track: uSDR, loss, BSS SDR per source (zeros: another process's)
   for index, track in enumerate(tracks):
-    row = np.zeros(2 * len(names), np.float32)
+    row = np.zeros(3 * len(names), np.float32)
     if index % jax.process_count() == jax.process_index():
       _, mixture, sources = track
       estimate = separate(model, params, np.asarray(mixture, np.float32),
                           sample_rate=config.data.sample_rate, **config.inference)
       sources = np.asarray(sources, np.float32)
       row[:len(names)] = np.asarray(utterance_sdr(sources, estimate))
-      row[len(names):] = np.asarray(per_source_loss(sources[None], estimate[None],
-                                                    **loss_kwargs))
+      row[len(names):2 * len(names)] = np.asarray(per_source_loss(
+          sources[None], estimate[None], **loss_kwargs))
+      row[2 * len(names):] = _bss_sdr(sources, estimate, config.data.sample_rate)
     rows.append(row)
   if not rows:
     return {}
@@ -108,12 +125,16 @@ def validate(model, params, tracks: Iterable, config) -> dict:
   # the numbers do not depend on how many processes shared the work.
   rows = distributed.sum_across_processes(np.stack(rows)).astype(np.float64)
   count = len(rows)
-  sdr, loss = rows[:, :len(names)].mean(axis=0), rows[:, len(names):].mean(axis=0)
+  sdr, loss = rows[:, :len(names)].mean(axis=0), rows[:, len(names):2 * len(names)].mean(axis=0)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)   # undefined on every track: NaN
+    bss = np.nanmean(rows[:, 2 * len(names):], axis=0)
   metrics = {"sdr": float(sdr.mean()), "loss": float(np.sum(loss * weights) / weights.sum()),
-             "tracks": float(count)}
-  for name, s, l in zip(names, sdr, loss):
+             "bss_sdr": float(bss.mean()), "tracks": float(count)}
+  for name, s, l, b in zip(names, sdr, loss, bss):
     metrics[f"sdr_{name}"] = float(s)
     metrics[f"loss_{name}"] = float(l)
+    metrics[f"bss_sdr_{name}"] = float(b)
   return metrics
 
 
@@ -423,7 +444,8 @@ def train_and_evaluate(config, workdir: str, *, loader=None,
           progress.write(
               f"step {step}: validation SDR {valid['sdr']:.2f} dB ("
               + ", ".join(f"{n} {valid[f'sdr_{n}']:.2f}" for n in source_names(model.num_sources))
-              + f"), loss {valid['loss']:.4f}, {valid['seconds']:.0f} s")
+              + f"), BSS Eval SDR {valid['bss_sdr']:.2f} dB, loss {valid['loss']:.4f}, "
+              f"{valid['seconds']:.0f} s")
         # Validation time is not training time.
         clock["excluded"] += time.time() - t0
         timing["window_start"], timing["window_steps"] = time.time(), 0
