@@ -120,3 +120,33 @@ def test_quality_validation_sdr_is_the_training_loops():
   estimates = references + 0.3 * rng.standard_normal((4, 1000, 2)).astype(np.float32)
   np.testing.assert_allclose(_quality_files.utterance_sdr(references, estimates),
                              np.asarray(utterance_sdr(references, estimates)), atol=1e-4)
+
+
+def _quality_module():
+  sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
+  import quality
+  return quality
+
+
+def test_quality_contender_syntax():
+  quality = _quality_module()
+  named = quality.parse_contender(f"ours_l1={TINY}:loss.kind=l1:optim.learning_rate=3e-4")
+  assert (named.name, named.kind, named.config_path) == ("ours_l1", "ours", TINY)
+  assert named.overrides == ("loss.kind=l1", "optim.learning_rate=3e-4")
+  assert quality.parse_contender(f"{TINY}:loss.kind=l1").name == "tiny"
+  demucs = quality.parse_contender("small=demucs:channels=6")
+  assert (demucs.name, dict(demucs.options)["channels"]) == ("small", 6)
+  assert dict(quality.parse_contender("umx").options)["batch_size"] == 16
+
+
+def test_quality_ours_curve_is_in_training_time():
+  # Validations at wall times 110 s and 160 s, lasting 10 s and 20 s; the last
+  # checkpoint (right after the second) records 100 s of training time.
+  entries = [{"split": "train", "step": 5, "time": 95.0, "loss": 1.0},
+             {"split": "valid", "step": 5, "time": 110.0, "seconds": 10.0, "sdr": 1.0},
+             {"split": "valid", "step": 9, "time": 160.0, "seconds": 20.0, "sdr": 2.0,
+              "sdr_vocals": 3.0}]
+  curve = _quality_module().ours_curve(entries, {"train_seconds": 100.0, "time": 160.5})
+  assert [p["step"] for p in curve] == [5, 9] and curve[1]["sdr_vocals"] == 3.0
+  # 100 s at 160.5; back to 110: 50.5 s of wall time, 20 s of it validation.
+  assert [round(60 * p["minutes"], 6) for p in curve] == [69.5, 99.5]
