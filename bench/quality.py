@@ -1,6 +1,6 @@
 """Separation quality side by side: ours and the peers, each trained for the same time.
 
-  .venv/bin/python bench/quality.py ours=configs/cpu_small.py umx demucs \\
+  .venv/bin/python bench/quality.py ours=configs/cpu_small.py:train.num_steps=4500 umx demucs \\
       --train-data data/bench48 --test-data data/bench-test-fluid --minutes 60
 
 Every contender trains on the same corpus, for the same budget of training
@@ -17,7 +17,8 @@ Contenders, as NAME=SPEC or SPEC (named then after the config file or peer):
   CONFIG.py[:a.b=v[:c.d=w...]]  ours: train.py with that config and overrides
   umx[:key=v...]                 Open-Unmix by its recipe (bench/_quality_umx.py)
   demucs[:key=v...]              Demucs-v2-style by its recipe (bench/_quality_demucs.py)
-Default: ours=configs/cpu_small.py umx demucs.
+Default: ours=configs/cpu_small.py umx demucs.  Our learning-rate schedule
+follows train.num_steps: set it to about the steps the budget allows.
 
 Everything goes to WORKDIR/<name>/seed_<k>/ (logs, checkpoints, curves,
 estimates, scores); WORKDIR/quality.{md,json,png} hold the table, all the
