@@ -32,6 +32,17 @@ def load_audio(args):
 
 
 # ------------------------------------------------------------------------ peers
+def stub_torchaudio():
+  """Lets openunmix import without torchaudio.
+
+  openunmix imports torchaudio at module level for file I/O and resampling
+  only; the model, its torch STFT, Wiener filter and augmentations never call
+  it, and no torchaudio wheel matches torch 2.13 here.
+  """
+  import types
+  sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))
+
+
 def build_peer(name):
   if name == "htdemucs":
     from demucs.htdemucs import HTDemucs
@@ -45,11 +56,7 @@ def build_peer(name):
     return Demucs(SOURCES, lstm_layers=2, context=1, dconv_mode=0, gelu=False,
                   norm_starts=100, normalize=False, segment=10)
   if name == "umxhq":
-    # openunmix imports torchaudio at module level for file I/O and
-    # resampling only; the model, its torch STFT and Wiener filter never call
-    # it, and no torchaudio wheel matches torch 2.13 here.
-    import types
-    sys.modules.setdefault("torchaudio", types.ModuleType("torchaudio"))
+    stub_torchaudio()
     import openunmix
     return openunmix.umxhq(pretrained=False)
   raise ValueError(f"unknown peer {name!r}; choose one of {PEERS}")

@@ -34,7 +34,8 @@ import common  # noqa: E402
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_peer_worker.py")
 PEERS = ("htdemucs", "demucs_v2", "umxhq")
-PEER_PACKAGES = ["torch==2.13.0", "demucs==4.1.0", "numpy"]
+# soundfile: bench/quality.py's peer trainers read the corpus wavs.
+PEER_PACKAGES = ["torch==2.13.0", "demucs==4.1.0", "numpy", "soundfile"]
 # openunmix pins torchaudio, which would replace torch; the model needs neither
 # torchaudio nor its other extras (the worker stubs the torchaudio import).
 PEER_NODEPS = ["openunmix==1.3.0"]

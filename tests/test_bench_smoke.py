@@ -1,4 +1,4 @@
-"""Smoke runs of bench/peers.py, train_step.py, scaling.py and bsseval.py.
+"""Smoke runs of bench/peers.py, train_step.py, scaling.py, bsseval.py and quality.py.
 
 Tiny model, a few seconds of audio, our side only (no peer venv needed): the
 scripts run end to end and write what they promise.  No timing is asserted;
@@ -6,6 +6,7 @@ the numbers from machines running tests are meaningless anyway.
 """
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -16,20 +17,21 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO_ROOT, "configs", "tiny.py")
 
 
-def run_script(name, *args):
+def run_script(name, *args, expect_rc=0):
   # The children share the tests' persistent compilation cache: a re-run
   # compiles from disk, which keeps this file well under a minute.
   cache = os.environ.get("ATTNSEP_JAX_CACHE", os.path.join(REPO_ROOT, ".jax_cache"))
-  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache,
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache, ATTNSEP_JAX_CACHE=cache,
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
   proc = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "bench", name), *args],
                         env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.returncode == expect_rc, proc.stderr[-3000:]
   return proc
 
 
-@pytest.mark.parametrize("name", ["peers.py", "train_step.py", "scaling.py", "bsseval.py"])
+@pytest.mark.parametrize("name", ["peers.py", "train_step.py", "scaling.py", "bsseval.py",
+                                  "quality.py"])
 def test_help(name):
   assert "usage" in run_script(name, "--help").stdout
 
@@ -78,3 +80,87 @@ def test_bsseval_ours_only_on_synthetic_stems(tmp_path):
   (row,) = json.loads(out.read_text())["rows"]
   assert row["backend"] == "ours" and row["stems"] == "synthetic" and row["time_s"] > 0
   assert row["peak_rss_mb"] > 0
+
+
+def test_quality_ours_only(tmp_path, synth_corpus):
+  workdir = tmp_path / "quality"
+  args = ["ours=" + TINY, "--train-data", synth_corpus, "--test-data", synth_corpus,
+          "--minutes", "0.05", "--test-seconds", "1", "--test-tracks", "1",
+          "--workdir", str(workdir)]
+  proc = run_script("quality.py", *args)
+  result = json.loads((workdir / "quality.json").read_text())
+  ours = result["contenders"]["ours"]
+  values = [ours["sdr_avg"], *ours["sdr"].values()]
+  values += [r["sdr_avg"] for r in result["references"].values()]
+  assert len(values) == 7 and all(math.isfinite(v) for v in values)
+  (seed,) = ours["seeds"]
+  train = seed["train"]
+  assert train["steps"] >= 1 and train["params"] > 0
+  assert train["stopped"] in ("budget", "train.num_steps")
+  assert train["curve"] and train["selected"] in train["curve"]
+  assert 0 < train["curve"][-1]["minutes"] <= train["train_seconds"] / 60 + 1e-3
+  assert sorted(seed["per_track"]) == result["protocol"]["test_tracks"]
+  assert result["corpora"]["test"]["soundfont"]
+  for row in ("ours (", "mixture (reference)", "oracle IRM (upper bound)"):
+    assert f"| {row}" in proc.stdout
+  assert (workdir / "quality.png").stat().st_size > 0
+
+  # Finished work is not redone; a changed training setting is refused.
+  again = run_script("quality.py", *args)
+  assert "trained and separated earlier" in again.stderr
+  assert json.loads((workdir / "quality.json").read_text())["contenders"]["ours"]["sdr"] == ours["sdr"]
+  refused = run_script("quality.py", *args, "--seeds", "0", "--minutes", "0.1", expect_rc=2)
+  assert refused.stderr.count("\n") == 1 and "trained with other settings" in refused.stderr
+
+
+def test_quality_bad_input(tmp_path, synth_corpus):
+  for args, message in [(["nope"], "unknown; give a config file"),
+                        (["umx", "--peer-venv", str(tmp_path / "absent")], "no peer venv"),
+                        (["ours=" + TINY, "--train-data", str(tmp_path / "absent")],
+                         "corpus root does not exist")]:
+    proc = run_script("quality.py", *args, "--test-data", synth_corpus,
+                      *(["--train-data", synth_corpus] if "--train-data" not in args else []),
+                      "--workdir", str(tmp_path / "q"), expect_rc=2)
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+
+
+def test_quality_validation_sdr_is_the_training_loops():
+  import numpy as np
+  from attnsep_jax.metrics import utterance_sdr
+  sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
+  import _quality_files
+  rng = np.random.default_rng(0)
+  references = rng.standard_normal((4, 1000, 2)).astype(np.float32)
+  estimates = references + 0.3 * rng.standard_normal((4, 1000, 2)).astype(np.float32)
+  np.testing.assert_allclose(_quality_files.utterance_sdr(references, estimates),
+                             np.asarray(utterance_sdr(references, estimates)), atol=1e-4)
+
+
+def _quality_module():
+  sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
+  import quality
+  return quality
+
+
+def test_quality_contender_syntax():
+  quality = _quality_module()
+  named = quality.parse_contender(f"ours_l1={TINY}:loss.kind=l1:optim.learning_rate=3e-4")
+  assert (named.name, named.kind, named.config_path) == ("ours_l1", "ours", TINY)
+  assert named.overrides == ("loss.kind=l1", "optim.learning_rate=3e-4")
+  assert quality.parse_contender(f"{TINY}:loss.kind=l1").name == "tiny"
+  demucs = quality.parse_contender("small=demucs:channels=6")
+  assert (demucs.name, dict(demucs.options)["channels"]) == ("small", 6)
+  assert dict(quality.parse_contender("umx").options)["batch_size"] == 16
+
+
+def test_quality_ours_curve_is_in_training_time():
+  # Validations at wall times 110 s and 160 s, lasting 10 s and 20 s; the last
+  # checkpoint (right after the second) records 100 s of training time.
+  entries = [{"split": "train", "step": 5, "time": 95.0, "loss": 1.0},
+             {"split": "valid", "step": 5, "time": 110.0, "seconds": 10.0, "sdr": 1.0},
+             {"split": "valid", "step": 9, "time": 160.0, "seconds": 20.0, "sdr": 2.0,
+              "sdr_vocals": 3.0}]
+  curve = _quality_module().ours_curve(entries, {"train_seconds": 100.0, "time": 160.5})
+  assert [p["step"] for p in curve] == [5, 9] and curve[1]["sdr_vocals"] == 3.0
+  # 100 s at 160.5; back to 110: 50.5 s of wall time, 20 s of it validation.
+  assert [round(60 * p["minutes"], 6) for p in curve] == [69.5, 99.5]
