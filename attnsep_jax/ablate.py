@@ -234,10 +234,16 @@ def run_study(base_config, variants: dict, workdir: str, *, data_root, steps,
               test_seconds: float | None = None, with_museval: bool = False,
               test_data: str | None = None, log=print) -> None:
   for seed in seeds:
+    base = variant_config(base_config, None, data_root=data_root, steps=steps, seed=seed,
+                          overrides=overrides, minutes=minutes)
     for name, ablation_file in variants.items():
       config = variant_config(base_config, ablation_file, data_root=data_root,
                               steps=steps, seed=seed, overrides=overrides,
                               minutes=minutes)
+      if ablation_file is not None and config.to_dict() == base.to_dict():
+        # e.g. loss_l1 on a base that already trains with L1: a second base.
+        log(f"{name}: the base config already has this setting; not trained")
+        continue
       run_variant(name, config, os.path.join(workdir, name, f"seed_{seed}"),
                   test_seconds, log, with_museval, test_data)
 

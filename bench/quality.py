@@ -33,7 +33,6 @@ import argparse
 import concurrent.futures
 import contextlib
 import dataclasses
-import inspect
 import io
 import json
 import logging
@@ -418,18 +417,7 @@ def run_jobs(runs, ctx) -> list[str]:
 
 
 # ----------------------------------------------------------------- scoring
-def score_kwargs(backend: str | None) -> dict:
-  return {} if backend is None else {"backend": backend}
-
-
-def backend_label(backend: str | None) -> str:
-  parameter = inspect.signature(evaluation.score_track).parameters.get("backend")
-  if backend is not None:
-    return backend
-  return parameter.default if parameter is not None else "museval"
-
-
-def score_one(method: str, run_dir: str | None, track: dict, backend: str | None) -> dict:
+def score_one(method: str, run_dir: str | None, track: dict, backend: str) -> dict:
   """museval's per-track JSON of one method on one test track (worker process)."""
   audio = files.read_stems(track["dir"], ("mixture",) + SOURCES, track["start"],
                            track["frames"])
@@ -444,7 +432,7 @@ def score_one(method: str, run_dir: str | None, track: dict, backend: str | None
     raise ValueError(f"{track['name']}: estimates {estimates.shape} vs references "
                      f"{references.shape}")
   return evaluation.score_track(track["name"], references, estimates, SAMPLE_RATE,
-                                **score_kwargs(backend))
+                                backend=backend)
 
 
 def scores_current(path: str, ctx) -> bool:
@@ -659,10 +647,12 @@ def parse_args(argv=None):
                       help="score only the last N seconds of each test track (quick runs)")
   parser.add_argument("--test-tracks", type=int, default=None,
                       help="score only the first N test tracks")
-  parser.add_argument("--backend", default=None,
-                      help="score_track's backend (when it has one; default: its default)")
+  parser.add_argument("--backend", default="jax", choices=evaluation.BACKENDS,
+                      help="BSS Eval v4 implementation: attnsep_jax.bsseval (default) or "
+                      "museval itself (slow)")
   parser.add_argument("--score-workers", type=int, default=None,
-                      help="scoring processes (default: one per core of --cores)")
+                      help="scoring processes (default: 1 with --backend jax, else one per "
+                      "core of --cores)")
   parser.add_argument("--peer-venv", default=os.path.join(common.REPO_ROOT, ".peer-venv"),
                       help="virtual environment with torch, demucs, openunmix, soundfile")
   parser.add_argument("--setup-peer-venv", action="store_true",
@@ -677,7 +667,8 @@ def parse_args(argv=None):
     parser.error("--seeds and --cores take integers separated by commas")
   if not args.seeds or args.minutes <= 0 or args.valid_minutes <= 0:
     parser.error("--seeds must name a seed; --minutes and --valid-minutes must be > 0")
-  args.score_workers = args.score_workers or len(args.cores)
+  # BSS Eval in JAX scores in this process; museval wants a process per core.
+  args.score_workers = args.score_workers or (1 if args.backend == "jax" else len(args.cores))
   args.workdir = os.path.abspath(args.workdir)
   return args
 
@@ -687,13 +678,9 @@ def setup(args) -> tuple[Context, list]:
   names = [c.name for c in contenders]
   if len(set(names)) < len(names):
     raise BenchError(f"contender names must differ, got {', '.join(names)} (use NAME=SPEC)")
-  if args.backend is not None and "backend" not in inspect.signature(
-      evaluation.score_track).parameters:
-    raise BenchError("--backend: this checkout's attnsep_jax.evaluation.score_track has no "
-                     "backend argument (museval is its only scorer)")
   if shutil.which("taskset") is None:
     raise BenchError("taskset (util-linux) is needed to pin each contender to its core")
-  ctx = Context(args, contenders, load_corpora(args), backend_label(args.backend))
+  ctx = Context(args, contenders, load_corpora(args), args.backend)
   if any(c.kind != "ours" for c in contenders):
     ctx.peer_python = check_peer_venv(args)
   runs = [Run(c, seed, os.path.join(args.workdir, c.name, f"seed_{seed}"))

@@ -2,19 +2,22 @@
 # Generates the built-in corpus (if absent) and trains configs/cpu_small.py for
 # a few minutes on the CPU, printing the validation SDR as it rises.
 #
-#   bash scripts/quickstart.sh                  # 400 steps, about 5 minutes on 2 cores
-#   STEPS=3600 WORKDIR=runs/longer bash scripts/quickstart.sh
+#   bash scripts/quickstart.sh                  # 5 minutes of training on 2 cores
+#   STEPS=6000 MINUTES=60 WORKDIR=runs/longer bash scripts/quickstart.sh
 #
 # Environment: CORPUS (default data/synth), WORKDIR (default runs/quickstart),
-# STEPS (default 400), EVAL_EVERY (default 100). Extra arguments go to train.py
-# (e.g. --config.train.ema_decay=0.9). Running it again resumes the workdir.
+# STEPS (default 1000: where the learning-rate cosine ends), MINUTES (default
+# 5: training stops there, validation not counted), EVAL_EVERY (default 250).
+# Extra arguments go to train.py (e.g. --config.train.ema_decay=0.9). Running
+# it again resumes the workdir.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CORPUS="${CORPUS:-data/synth}"
 WORKDIR="${WORKDIR:-runs/quickstart}"
-STEPS="${STEPS:-400}"
-EVAL_EVERY="${EVAL_EVERY:-100}"
+STEPS="${STEPS:-1000}"
+MINUTES="${MINUTES:-5}"
+EVAL_EVERY="${EVAL_EVERY:-250}"
 PYTHON="${PYTHON:-.venv/bin/python}"
 
 if [ ! -f "$CORPUS/corpus.json" ] && [ ! -d "$CORPUS/train" ]; then
@@ -23,15 +26,16 @@ if [ ! -f "$CORPUS/corpus.json" ] && [ ! -d "$CORPUS/train" ]; then
     --test-tracks 4 --seconds 20 --seed 0
 fi
 
-echo "== training configs/cpu_small.py for $STEPS steps into $WORKDIR"
+echo "== training configs/cpu_small.py for $STEPS steps or $MINUTES minutes into $WORKDIR"
 "$PYTHON" train.py --config configs/cpu_small.py --workdir "$WORKDIR" \
   --config.data.root="$CORPUS" \
   --config.train.num_steps="$STEPS" \
+  --config.train.time_budget_seconds="$(awk "BEGIN {print 60 * $MINUTES}")" \
   --config.train.eval_every_steps="$EVAL_EVERY" \
   --config.train.checkpoint_every_steps="$EVAL_EVERY" \
   "$@"
 
-echo "== validation SDR (dB, mean over sources, full validation tracks):"
+echo "== validation SDR (dB, utterance SDR, mean over sources and validation tracks):"
 "$PYTHON" - "$WORKDIR" <<'PY'
 import sys
 from attnsep_jax.train.logs import read_metrics

@@ -149,6 +149,8 @@ def test_ablation_changes_what_it_says(path, tiny_config):
     assert has(base_keys, "encoder/block_0/transition") and not has(keys, "transition")
     deep = lambda p: p["encoder"]["block_1"]["downsample"]["kernel"].shape[1]
     assert deep(params) == deep(abstract_params(build_model(base.model)))
+  elif name == "dense_within_scale":
+    assert has(keys, "encoder/block_0/transition")
   elif name == "dense_cross_scale":
     assert not has(keys, "transition")
     deep = lambda p: p["encoder"]["block_1"]["downsample"]["kernel"].shape[1]
@@ -162,6 +164,10 @@ def test_ablation_changes_what_it_says(path, tiny_config):
     assert has(keys, "ffn_linear")
   elif name == "positional_sinusoidal":
     assert keys == base_keys and variant.model.positional_encoding == "sinusoidal"
+  elif name in ("loss_relative_mse", "loss_relative_mse_segment"):
+    reduction = "segment" if name.endswith("segment") else "sample"
+    assert keys == base_keys and variant.loss.kind == "relative_mse"
+    assert variant.loss.reduction == reduction and variant.loss.eps_scale == "absolute"
   elif name.startswith("loss_"):
     assert keys == base_keys and variant.loss.kind == name[len("loss_"):]
   elif name == "fewer_blocks":
@@ -172,10 +178,17 @@ def test_ablation_changes_what_it_says(path, tiny_config):
 
 @pytest.mark.parametrize("path", ABLATIONS, ids=lambda p: os.path.basename(p)[:-3])
 def test_ablation_files_derive_from_paper(path, repo_root):
+  """Each file's get_config() is the paper with its override, and the
+  override changes the paper or the small recipe (some set the paper's own
+  choice, for studies on cpu_small)."""
   paper = load_config(os.path.join(repo_root, "configs", "paper.py"))
+  small = load_config(os.path.join(repo_root, "configs", "cpu_small.py"))
   variant = load_config(path)
   assert variant.model.channels == paper.model.channels
-  assert variant.to_dict() != paper.to_dict()
+  override = load_ablation(path)
+  assert variant.to_dict() == override(apply_overrides(paper, [])).to_dict()
+  assert (variant.to_dict() != paper.to_dict()
+          or override(apply_overrides(small, [])).to_dict() != small.to_dict())
 
 
 def test_positional_encoding_changes_output(tiny_config, tiny_model_and_params):

@@ -45,7 +45,7 @@ def _final_tree(workdir, config, step=None):
 
 def _comparable(workdir):
   """metrics.jsonl without wall-clock fields."""
-  drop = {"time", "steps_per_sec", "seconds"}
+  drop = {"time", "steps_per_sec", "seconds", "train_seconds"}
   return [{k: v for k, v in e.items() if k not in drop} for e in read_metrics(workdir)]
 
 

@@ -611,9 +611,9 @@ def make_track(job: dict) -> dict:
 
 # ----------------------------------------------------------------- corpus
 def default_soundfont() -> str:
-  """FluidR3_GM when installed (better), else pretty_midi's bundled TimGM6mb."""
-  if os.path.isfile(FLUID_R3):
-    return FLUID_R3
+  """pretty_midi's bundled TimGM6mb: the same file on every machine, so the
+  same arguments give the same corpus everywhere (pass FLUID_R3 or any other
+  soundfont explicitly, e.g. for a test set of instruments training never heard)."""
   import importlib.util
   spec = importlib.util.find_spec("pretty_midi")
   if spec is None or not spec.submodule_search_locations:
@@ -778,8 +778,8 @@ def main(argv=None) -> int:
   parser.add_argument("--seconds", type=float, default=20.0, help="length of each track (s)")
   parser.add_argument("--seed", type=int, default=0, help="selects every song (default 0)")
   parser.add_argument("--soundfont", default=None,
-                      help=f"an .sf2 file (default: {FLUID_R3} if installed, else "
-                           "pretty_midi's TimGM6mb.sf2)")
+                      help="an .sf2/.sf3 file (default: pretty_midi's TimGM6mb.sf2; "
+                           f"Debian's fluid-soundfont-gm installs {FLUID_R3})")
   parser.add_argument("--subtype", default="PCM_16", choices=("PCM_16", "FLOAT"),
                       help="wav sample format (default PCM_16, as MUSDB18-HQ)")
   parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,

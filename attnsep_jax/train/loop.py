@@ -433,12 +433,14 @@ def train_and_evaluate(config, workdir: str, *, loader=None,
         pending = {"sums": {}, "count": 0}
       valid = None
       if eval_now:
+        trained_seconds = training_seconds()   # the x axis of curves over time
         t0 = time.time()
         params = host_state()
         params = params.ema_params if params.ema_params is not None else params.params
         valid = validate(model, params, validation_tracks(), config)
         if valid:
           valid["seconds"] = time.time() - t0
+          valid["train_seconds"] = trained_seconds
           writer.write("valid", step, valid)
           summary["valid"] = valid
           progress.write(
