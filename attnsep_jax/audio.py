@@ -11,6 +11,7 @@ final name, and an existing file is only replaced with ``overwrite=True``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -24,18 +25,46 @@ class AudioError(ValueError):
   """An audio file that cannot be read or written; the message names it."""
 
 
+# libsndfile's header log says "data : 176400 (should be 88178)" when the data
+# chunk promises more bytes than the file holds; it then reads what is there.
+_SHORT_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+# Sizes a writer that cannot seek back (a pipe) leaves in the header: not truncation.
+_STREAMED_SIZES = {0, 0x7FFFFFFF, 0xFFFFFFFF}
+
+
 def info(path: str) -> sf._SoundFileInfo:
-  """soundfile's header information (frames, samplerate, channels, subtype)."""
+  """soundfile's header information (frames, samplerate, channels, subtype).
+
+  Raises AudioError for a file libsndfile cannot open and for a truncated
+  file (its header promises more audio than it holds), which libsndfile
+  would otherwise read short without a word.
+  """
   try:
-    return sf.info(path)
+    header = sf.info(path, verbose=True)
   except Exception as e:  # libsndfile raises a bare RuntimeError/LibsndfileError
-    raise AudioError(f"{path}: cannot read audio header ({_reason(e)})") from None
+    raise AudioError(f"{path}: cannot read audio header ({_reason(e, path)})") from None
+  short = _SHORT_DATA.search(header.extra_info or "")
+  if short:
+    promised, present = int(short.group(1)), int(short.group(2))
+    if promised > present and promised not in _STREAMED_SIZES:
+      promised_s = header.duration * promised / max(present, 1)
+      raise AudioError(
+          f"{path}: truncated: its header promises {promised_s:.2f} s of audio but the "
+          f"file holds {header.duration:.2f} s (an interrupted copy or download?); "
+          "re-encode it (ffmpeg -i IN OUT.wav) to use what is there")
+  return header
 
 
-def _reason(error: Exception) -> str:
+def _reason(error: Exception, path: str | None = None) -> str:
   text = str(error).strip()
   # libsndfile repeats the path in its message; keep only the reason.
-  return text.split(": ", 1)[-1] if text else type(error).__name__
+  reason = text.split(": ", 1)[-1] if text else type(error).__name__
+  # libsndfile says this of any existing file whose format it does not
+  # recognise (e.g. random bytes named .mp3), which sends users looking for
+  # a missing file.
+  if path and os.path.isfile(path) and "does not exist" in reason:
+    reason = "not in an audio format libsndfile recognises, or corrupt"
+  return reason
 
 
 def read_audio(path: str, sample_rate: int | None = None, channels: int | None = None,
@@ -59,7 +88,7 @@ def read_audio(path: str, sample_rate: int | None = None, channels: int | None =
     audio, rate = sf.read(path, start=start, frames=frames, dtype="float32", always_2d=True)
   except Exception as e:
     if not shutil.which("ffmpeg"):
-      raise AudioError(f"{path}: cannot read audio ({_reason(e)})") from None
+      raise AudioError(f"{path}: cannot read audio ({_reason(e, path)})") from None
     audio, rate = _read_with_ffmpeg(path)
     audio = audio[start:] if frames < 0 else audio[start:start + frames]
   if channels is not None:

@@ -25,7 +25,8 @@ METRICS = ("SDR", "SIR", "ISR", "SAR")
 MUSDB_TARGETS = ("vocals", "drums", "bass", "other")
 REFERENCE_METHODS = ("mixture", "oracle_irm")
 
-# ../shared/PAPER.md: MUSDB18 test SDR (dB), median over frames and tracks.
+# MUSDB18 test SDR (dB), median over frames and tracks, as each model's paper
+# reports it (docs/inference.md).
 PUBLISHED_SDR = [
     ("Wave-U-Net", 3.25, 4.22, 3.21, 2.25, 3.23),
     ("Open-Unmix (UMX)", 6.32, 5.73, 5.23, 4.02, 5.33),
@@ -174,7 +175,7 @@ def markdown_table(results: dict, data_label: str, is_musdb: bool,
     lines.append(f"| {name}{suffix} | {vocals:.2f} | {drums:.2f} | {bass:.2f} | "
                  f"{other:.2f} | {avg:.2f} |")
   if not is_musdb:
-    lines += ["", "The published rows are MUSDB18 test-set figures (../shared/PAPER.md); "
+    lines += ["", "The published rows are MUSDB18 test-set figures from each model's paper; "
               "they are shown for scale only and are not comparable with numbers on "
               "this data."]
   return "\n".join(lines)

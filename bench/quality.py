@@ -1,6 +1,6 @@
 """Separation quality side by side: ours and the peers, each trained for the same time.
 
-  .venv/bin/python bench/quality.py ours=configs/cpu_small.py:train.num_steps=5000 umx demucs \\
+  .venv/bin/python bench/quality.py ours=configs/cpu_small.py:train.num_steps=4500 umx demucs \\
       --train-data data/bench48 --test-data data/bench-test-fluid --minutes 60
 
 Every contender trains on the same corpus, for the same budget of training

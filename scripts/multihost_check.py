@@ -87,7 +87,11 @@ def _free_port() -> int:
 def _launch(num_processes: int, devices: int, workdir: str, steps: int, corpus: str | None,
             timeout: float) -> float:
   env = dict(os.environ)
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  # Single-threaded XLA in every process: a float32 reduction split over a
+  # thread pool sums in an order that follows the cores a process may use, and
+  # the comparison is bit for bit.
+  env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={devices} "
+                      "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
   env["JAX_PLATFORMS"] = "cpu"
   coordinator = f"127.0.0.1:{_free_port()}"
   start = time.time()

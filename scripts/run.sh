@@ -6,13 +6,14 @@
 #
 # Environment: CORPUS (data/synth), WORKDIR (runs/quickstart), STEPS (1000),
 # MINUTES (5), EVAL_SECONDS (empty: whole test tracks; N: their first N s).
+# Extra arguments go to train.py (e.g. --config.optim.learning_rate=2e-3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 export CORPUS="${CORPUS:-data/synth}" WORKDIR="${WORKDIR:-runs/quickstart}"
 EVAL_SECONDS="${EVAL_SECONDS:-}"
-bash scripts/quickstart.sh
+bash scripts/quickstart.sh "$@"
 
 echo "== exporting the model to $WORKDIR/export"
 .venv/bin/attnsep-export --checkpoint "$WORKDIR" --out "$WORKDIR/export" --force

@@ -103,6 +103,22 @@ def test_vocals_have_pitch_expression():
   assert len(song.parts["vocals"][0].bends) > 10
 
 
+def test_every_stem_of_every_track_is_audible():
+  """Seed 7, 6 s, track 3 once had vocals silent from start to end (museval
+  scores such a stem NaN on every window); its plan is now drawn again."""
+  first_plan = synth._compose_once((7, 3), 6.0)
+  assert synth.playing_fraction(first_plan, "vocals") == 0.0
+  song = synth.compose((7, 3), 6.0)
+  stems, _ = synth.render_song(song, open(synth.default_soundfont(), "rb").read())
+  window = synth.SAMPLE_RATE
+  for stem, audio in zip(SOURCES, stems):
+    loud = [synth.rms_db(audio[i:i + window]) > -60 for i in range(0, len(audio), window)]
+    assert np.mean(loud) >= synth.MIN_PLAYING_FRACTION, (stem, loud)
+  for seed in range(40):   # short songs are the likeliest to fall short
+    song = synth.compose((seed, 0), 4.0)
+    assert min(synth.playing_fraction(song, s) for s in SOURCES) >= synth.MIN_PLAYING_FRACTION
+
+
 def test_refuses_non_empty_output_and_force_replaces_corpus(tmp_path):
   root = tmp_path / "c"
   root.mkdir()

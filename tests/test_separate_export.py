@@ -99,12 +99,53 @@ def test_mono_other_rate_and_flac(tiny_export, tmp_path):
   song = str(tmp_path / "mono.flac")
   _song(song, seconds=0.5, rate=22050, channels=1)
   out = str(tmp_path / "out")
+  # FLAC holds integers: without --bits it is written with 24 bits.
   assert separate_main([song, "--checkpoint", tiny_export, "--out", out, "--quiet",
-                        "--format", "flac", "--bits", "24"]) == 0
+                        "--format", "flac"]) == 0
   info = sf.info(os.path.join(out, "mono", "vocals.flac"))
   assert info.channels == 1 and info.samplerate == 22050
   assert abs(info.frames - int(0.5 * 22050)) <= 2
   assert info.subtype == "PCM_24"
+
+
+def test_folders_globs_stem_choices_template_and_settings(tiny_export, tiny_config,
+                                                          tiny_model_and_params, tmp_path,
+                                                          capsys):
+  model, params = tiny_model_and_params
+  album = tmp_path / "music" / "album"
+  album.mkdir(parents=True)
+  a = _song(str(album / "a.wav"), seconds=0.4)
+  _song(str(album / "b.flac"), seconds=0.3, seed=1)
+  (album / "notes.txt").write_text("not audio")
+  (tmp_path / "loose").mkdir()
+  _song(str(tmp_path / "loose" / "c.wav"), seconds=0.2, seed=2)
+  out = str(tmp_path / "out")
+  settings = ["--segment", "0.25", "--overlap", "0.1", "--batch-size", "3"]
+  assert separate_main([str(tmp_path / "music"), str(tmp_path / "loose" / "*.wav"),
+                        "--checkpoint", tiny_export, "--out", out, "--quiet",
+                        "--two-stems", "vocals", "--filename", "{stem}/{track}.{ext}"]
+                       + settings) == 0
+  assert sorted(os.listdir(out)) == ["no_vocals", "vocals"]
+  assert sorted(os.listdir(os.path.join(out, "vocals"))) == ["a.wav", "b.wav", "c.wav"]
+  expected = separate(model, params, a, sample_rate=44100, segment_seconds=0.25, overlap=0.1,
+                      batch_size=3, shifts=0)
+  vocals, _ = sf.read(os.path.join(out, "vocals", "a.wav"), dtype="float32")
+  rest, _ = sf.read(os.path.join(out, "no_vocals", "a.wav"), dtype="float32")
+  np.testing.assert_allclose(vocals, expected[SOURCES.index("vocals")], atol=1e-6)
+  np.testing.assert_allclose(rest, expected.sum(axis=0) - expected[SOURCES.index("vocals")],
+                             atol=1e-5)
+  assert "separated 3 of 3 songs" in capsys.readouterr().err
+
+  # Only the stems asked for, as mp3 (through ffmpeg).
+  assert separate_main([str(album / "a.wav"), "--checkpoint", tiny_export, "--out", out,
+                        "--quiet", "--stems", "drums,bass", "--format", "mp3"]) == 0
+  assert sorted(os.listdir(os.path.join(out, "a"))) == ["bass.mp3", "drums.mp3"]
+  info = sf.info(os.path.join(out, "a", "drums.mp3"))
+  assert info.samplerate == 44100 and info.duration == pytest.approx(0.4, abs=0.1)
+  for clash in (["--stems", "drums", "--two-stems", "bass"], ["--stems", "piano"],
+                ["--filename", "{track}.{ext}"], ["--overlap", "1.5"]):
+    with pytest.raises(SystemExit):
+      separate_main([str(album / "a.wav"), "--checkpoint", tiny_export, "--out", out] + clash)
 
 
 def test_bad_inputs_fail_one_by_one(tiny_export, tmp_path, capsys):
@@ -119,18 +160,27 @@ def test_bad_inputs_fail_one_by_one(tiny_export, tmp_path, capsys):
   sf.write(empty, np.zeros((0, 2), np.float32), 44100)
   garbage = str(tmp_path / "garbage.wav")
   open(garbage, "wb").write(b"RIFF this is not audio")
+  random_mp3 = str(tmp_path / "random.mp3")
+  open(random_mp3, "wb").write(np.random.default_rng(0).bytes(5000))
+  truncated = str(tmp_path / "truncated.wav")
+  _song(truncated, seconds=0.3)
+  whole = open(truncated, "rb").read()
+  open(truncated, "wb").write(whole[:len(whole) // 2])   # the header still says 0.3 s
   folder = str(tmp_path / "a_folder")
   os.makedirs(folder)
   missing = str(tmp_path / "missing.wav")
   out = str(tmp_path / "out")
-  songs = [silent, nan, empty, garbage, folder, missing, good]
+  songs = [silent, nan, empty, garbage, random_mp3, truncated, folder, missing, good]
   assert separate_main(songs + ["--checkpoint", tiny_export, "--out", out, "--quiet"]) == 1
   err = capsys.readouterr().err
   for path, words in [(silent, "silent"), (nan, "NaN"), (empty, "empty"),
-                      (garbage, "unreadable"), (folder, "directory"), (missing, "no such file")]:
-    line = next(l for l in err.splitlines() if l.startswith(path + ":"))
-    assert words in line
-  assert "6 of 7 songs failed" in err
+                      (garbage, "cannot read audio"), (random_mp3, "not in an audio format"),
+                      (truncated, "truncated: its header promises 0.30 s"),
+                      (folder, "folder with no audio files"), (missing, "no such file")]:
+    lines = [l for l in err.splitlines() if l.startswith(path + ":")]
+    assert len(lines) == 1 and words in lines[0], (path, err)
+  assert "does not exist" not in err
+  assert "8 of 9 songs failed" in err
   assert os.path.exists(os.path.join(out, "good", "vocals.wav"))
   assert not os.path.exists(os.path.join(out, "silent"))
 

@@ -478,8 +478,37 @@ def compose_vocals(song: Song) -> int:
   return center
 
 
+# Every stem plays in at least this fraction of a track's 1 s windows (and in
+# one at least), so that BSS Eval (undefined on a silent reference window) and
+# the utterance SDR score every stem of every track.
+MIN_PLAYING_FRACTION = 0.2
+MAX_COMPOSE_ATTEMPTS = 100
+
+
+def playing_fraction(song: Song, stem: str) -> float:
+  """The fraction of the song's 1 s windows (the last one partial) in which a
+  note of ``stem`` sounds."""
+  windows = int(math.ceil(song.seconds))
+  notes = [(start, end) for part in song.parts[stem] for start, end, *_ in part.notes]
+  playing = sum(any(start < min(w + 1, song.seconds) and end > w for start, end in notes)
+                for w in range(windows))
+  return playing / windows
+
+
 def compose(seed, seconds: float) -> Song:
-  """The song of ``seed`` (an int or a sequence of ints), ``seconds`` long."""
+  """The song of ``seed`` (an int or a sequence of ints), ``seconds`` long,
+  with every stem playing in at least ``MIN_PLAYING_FRACTION`` of its 1 s
+  windows: a plan that falls short is drawn again from ``(*seed, attempt)``."""
+  base = tuple(np.atleast_1d(seed).tolist())
+  for attempt in range(MAX_COMPOSE_ATTEMPTS):
+    song = _compose_once(base + (attempt,) if attempt else base, seconds)
+    if all(playing_fraction(song, stem) >= MIN_PLAYING_FRACTION for stem in SOURCES):
+      return song
+  raise RuntimeError(f"no song of seed {base} and {seconds:g} s has every stem playing in "
+                     f"{MIN_PLAYING_FRACTION:.0%} of its 1 s windows")
+
+
+def _compose_once(seed, seconds: float) -> Song:
   song = Song(np.random.default_rng(seed), seconds)
   compose_drums(song)
   compose_bass(song)
