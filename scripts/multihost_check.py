@@ -12,9 +12,11 @@ Runs ``train_and_evaluate`` on the same global batches
 then compares the parameters, optimiser state and EMA of the final
 checkpoints and the logged metrics.  Runs 1 and 2 do the same arithmetic
 (each device its row, then a mean of two numbers, which is exact in any
-order), so they must agree to the last bit; run 3 sums the batch in another
-order, and Adam amplifies that rounding in parameters whose gradient is ~0
-(see docs/training.md), so it agrees only to float tolerance.
+order), so they must agree to float32 round-off (``TOLERANCES``: the float32
+sums inside a device follow the thread layout, and gloo's reduction is not
+XLA's); run 3 sums the batch in another order, and Adam amplifies that
+rounding in parameters whose gradient is ~0 (see docs/training.md), so it
+agrees only to float tolerance.
 
     .venv/bin/python scripts/multihost_check.py [--steps 3] [--corpus DIR]
 
@@ -88,8 +90,7 @@ def _launch(num_processes: int, devices: int, workdir: str, steps: int, corpus: 
             timeout: float) -> float:
   env = dict(os.environ)
   # Single-threaded XLA in every process: a float32 reduction split over a
-  # thread pool sums in an order that follows the cores a process may use, and
-  # the comparison is bit for bit.
+  # thread pool sums in an order that follows the cores a process may use.
   env["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={devices} "
                       "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
   env["JAX_PLATFORMS"] = "cpu"
@@ -200,6 +201,22 @@ def initial_params(config):
   return jax.tree.map(np.asarray, create_train_state(config).params)
 
 
+# Equal up to float32 round-off, not bit for bit: two processes reduce the
+# gradients over gloo and one process inside XLA, and the order in which a
+# float32 sum is formed follows the process and thread layout (measured: 0 on
+# two free cores, 6e-8 with the test pinned to one core).  A relative
+# round-off of ~1e-7 in a gradient changes an Adam update of at most lr = 3e-3
+# by ~1e-9 per step; parameters whose exact gradient is zero are moved by
+# round-off alone (see compare()), hence the looser bound on all parameters.
+TOLERANCES = {
+    "max_abs_diff_params_with_nonzero_gradient": 1e-6,
+    "max_abs_diff_params": 1e-5,
+    "max_abs_diff_ema_params": 1e-5,
+    "max_abs_diff_opt_state": 1e-8,
+    "max_rel_diff_loss": 1e-6,
+}
+
+
 def run_check(steps: int = 3, corpus: str | None = None, workroot: str | None = None,
               timeout: float = 600.0, single_device: bool = False) -> dict:
   """Runs the reference and the 2-process training and compares them."""
@@ -212,8 +229,7 @@ def run_check(steps: int = 3, corpus: str | None = None, workroot: str | None = 
   result.update(steps=steps, seconds_one_process=round(t_ref, 1),
                 seconds_two_processes=round(t_multi, 1), workroot=workroot,
                 loader="ChunkLoader" if corpus else "SyntheticLoader")
-  result["ok"] = (max(result[f"max_abs_diff_{p}"] for p in ("params", "opt_state", "ema_params"))
-                  == 0.0 and result["max_rel_diff_loss"] == 0.0
+  result["ok"] = (all(result[key] <= limit for key, limit in TOLERANCES.items())
                   and result["max_param_change_from_init"] > 1e-4)
   if single_device:
     single = os.path.join(workroot, "one_process_one_device")
@@ -244,7 +260,7 @@ def main(argv=None):
   result = run_check(args.steps, args.corpus, args.workroot,
                      single_device=args.single_device)
   print(json.dumps(result, indent=2))
-  print("OK: 2 processes reproduce the 1-process run bit for bit" if result["ok"] else
+  print("OK: 2 processes reproduce the 1-process run to float32 round-off" if result["ok"] else
         "MISMATCH between the 1-process and the 2-process runs")
   return 0 if result["ok"] else 1
 

@@ -3,11 +3,14 @@
 # a few minutes on the CPU, printing the validation SDR as it rises.
 #
 #   bash scripts/quickstart.sh                  # 5 minutes of training on 2 cores
-#   STEPS=6000 MINUTES=60 WORKDIR=runs/longer bash scripts/quickstart.sh
+#   STEPS=4500 MINUTES=60 BATCH=4 WORKDIR=runs/longer bash scripts/quickstart.sh
 #
 # Environment: CORPUS (default data/synth), WORKDIR (default runs/quickstart),
-# STEPS (default 1000: where the learning-rate cosine ends), MINUTES (default
-# 5: training stops there, validation not counted), EVAL_EVERY (default 250).
+# STEPS (default 1200: where the learning-rate cosine ends, about what 5
+# minutes allow on 2 cores), MINUTES (default 5: training stops there,
+# validation not counted), EVAL_EVERY (default 500), BATCH (default 2: in a
+# budget of minutes, twice the updates of cpu_small's batch of 4 train
+# further; docs/training.md).
 # Extra arguments go to train.py (e.g. --config.train.ema_decay=0.9). Running
 # it again resumes the workdir.
 set -euo pipefail
@@ -15,9 +18,10 @@ cd "$(dirname "$0")/.."
 
 CORPUS="${CORPUS:-data/synth}"
 WORKDIR="${WORKDIR:-runs/quickstart}"
-STEPS="${STEPS:-1000}"
+STEPS="${STEPS:-1200}"
 MINUTES="${MINUTES:-5}"
-EVAL_EVERY="${EVAL_EVERY:-250}"
+EVAL_EVERY="${EVAL_EVERY:-500}"
+BATCH="${BATCH:-2}"
 PYTHON="${PYTHON:-.venv/bin/python}"
 
 if [ ! -f "$CORPUS/corpus.json" ] && [ ! -d "$CORPUS/train" ]; then
@@ -26,10 +30,11 @@ if [ ! -f "$CORPUS/corpus.json" ] && [ ! -d "$CORPUS/train" ]; then
     --test-tracks 4 --seconds 20 --seed 0
 fi
 
-echo "== training configs/cpu_small.py for $STEPS steps or $MINUTES minutes into $WORKDIR"
+echo "== training configs/cpu_small.py (batch $BATCH) for $STEPS steps or $MINUTES minutes into $WORKDIR"
 "$PYTHON" train.py --config configs/cpu_small.py --workdir "$WORKDIR" \
   --config.data.root="$CORPUS" \
   --config.train.num_steps="$STEPS" \
+  --config.data.batch_size="$BATCH" \
   --config.train.time_budget_seconds="$(awk "BEGIN {print 60 * $MINUTES}")" \
   --config.train.eval_every_steps="$EVAL_EVERY" \
   --config.train.checkpoint_every_steps="$EVAL_EVERY" \

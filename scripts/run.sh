@@ -4,8 +4,9 @@
 # minutes (validation SDR printed as it rises), export the model, separate one
 # song of the built-in test set, and score the test set with BSS Eval v4.
 #
-# Environment: CORPUS (data/synth), WORKDIR (runs/quickstart), STEPS (1000),
-# MINUTES (5), EVAL_SECONDS (empty: whole test tracks; N: their first N s).
+# Environment: CORPUS (data/synth), WORKDIR (runs/quickstart), STEPS (1200),
+# MINUTES (5), BATCH (2), EVAL_EVERY (500), EVAL_SECONDS (empty: whole test
+# tracks; N: their first N s).
 # Extra arguments go to train.py (e.g. --config.optim.learning_rate=2e-3).
 set -euo pipefail
 cd "$(dirname "$0")/.."

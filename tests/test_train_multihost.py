@@ -15,11 +15,10 @@ def test_two_processes_match_one_process(tmp_path, repo_root):
   result = check.run_check(steps=3, workroot=str(tmp_path), timeout=300)
   assert result["valid_tracks_two_processes"] == 2   # each process did one track
   assert result["max_param_change_from_init"] > 1e-3
-  # Same arithmetic as one process with two devices: equal to the last bit.
-  assert result["max_abs_diff_params"] == 0.0, result
-  assert result["max_abs_diff_opt_state"] == 0.0, result
-  assert result["max_abs_diff_ema_params"] == 0.0, result
-  assert result["max_rel_diff_loss"] == 0.0, result
+  # The arithmetic of one process with two devices, up to float32 summation
+  # order (the tolerances and their reasons: scripts/multihost_check.py).
+  for key, limit in check.TOLERANCES.items():
+    assert result[key] <= limit, (key, result)
   # Validation averages per-track SDRs gathered from the two processes; the
   # order of that float32 sum differs from one process's, hence the tolerance.
   assert result["valid_sdr_reference"] == pytest.approx(result["valid_sdr_two_processes"],
