@@ -32,7 +32,9 @@ def get_config():
   config.data.prefetch_batches = 2
   config.optim.learning_rate = 1e-3
   config.optim.warmup_steps = 100
-  # About one hour on one core (0.6 s per step); the cosine ends at num_steps.
+  # The cosine ends at num_steps. On one core a step takes 0.6-0.85 s (the
+  # bare step; train.py with its loader thread on the same core), so an hour
+  # is 4,300-6,000 steps: set num_steps to what the budget allows.
   config.train.num_steps = 6000
   config.train.log_every_steps = 10
   config.train.eval_every_steps = 500
