@@ -1,0 +1,176 @@
+"""The one home of safe writes: every file and folder the project writes goes
+through here.
+
+A write goes to a hidden temporary beside its target (same filesystem, so the
+final rename is atomic) and is renamed over the target only when complete:
+a process killed mid-write leaves the previous file, or none, never a
+truncated one.  Any failure -- a full disk above all -- removes the partial
+output and raises ``WriteError`` with one line that says what was being
+written, where, how much space it needed, what is intact and how to go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import uuid
+from typing import Iterator
+
+
+class WriteError(OSError):
+  """A write failed; the partial output is gone and earlier files are intact."""
+
+
+def free_bytes(path: str) -> int | None:
+  """Free space on the filesystem holding ``path`` (or its nearest parent)."""
+  path = os.path.abspath(path)
+  while not os.path.exists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  try:
+    return shutil.disk_usage(path).free
+  except OSError:
+    return None
+
+
+def folder_bytes(path: str) -> int:
+  """Bytes of every file under ``path`` (a file's own size for a file)."""
+  if os.path.isfile(path):
+    return os.path.getsize(path)
+  return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path)
+             for f in files if os.path.isfile(os.path.join(d, f)))
+
+
+def _mib(n: int) -> str:
+  return f"{n / 2**20:.1f} MiB"
+
+
+def is_disk_full(error: BaseException) -> bool:
+  """ENOSPC or EDQUOT anywhere in the exception's chain (libraries wrap it)."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    if "No space left on device" in str(error) or "Disk quota exceeded" in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def write_error(error: BaseException, what: str, path: str, needed_bytes: int | None = None,
+                intact: str = "", resume: str = "") -> WriteError:
+  """The one-line WriteError for a failed write (raise it ``from error``).
+
+  Args:
+    error: what the write raised.
+    what: what was being written ("the checkpoint of step 500").
+    path: where.
+    needed_bytes: the size of the complete output, when known.
+    intact: which earlier results survive ("checkpoints 100-400 are intact").
+    resume: how to go on ("free space and run the same command again").
+  """
+  if is_disk_full(error):
+    reason = "no space left on device"
+    free = free_bytes(path)
+    sizes = [f"about {_mib(needed_bytes)} needed"] if needed_bytes else []
+    sizes += [f"{_mib(free)} free"] if free is not None else []
+    if sizes:
+      reason += f" ({', '.join(sizes)})"
+    resume = resume or "free some space and run the same command again"
+  else:
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    reason = f"{type(error).__name__}: {text}"
+  parts = [f"cannot write {what} to {path}: {reason}", "the partial output was removed"]
+  parts += [p for p in (intact, resume) if p]
+  return WriteError(getattr(error, "errno", None) or errno.EIO, "; ".join(parts))
+
+
+def _temporary_beside(path: str, suffix: str = "") -> str:
+  folder, name = os.path.split(os.path.abspath(path))
+  return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
+
+
+def _remove(path: str) -> None:
+  if os.path.isdir(path) and not os.path.islink(path):
+    shutil.rmtree(path, ignore_errors=True)
+  else:
+    with contextlib.suppress(OSError):
+      os.remove(path)
+
+
+@contextlib.contextmanager
+def staged_file(path: str, what: str = "a file", overwrite: bool = True, suffix: str = "",
+                intact: str = "", resume: str = "") -> Iterator[str]:
+  """Yields a temporary path to write; renames it to ``path`` on success.
+
+  Args:
+    path: the target file; its folder must exist.
+    what: for the error message ("the museval scores of 'song'").
+    overwrite: replace an existing target (else FileExistsError up front).
+    suffix: for the temporary's name (an extension some writers need).
+    intact, resume: see ``write_error``.
+  Raises:
+    WriteError: the write or the rename failed; nothing is left behind.
+  """
+  if not overwrite and os.path.exists(path):
+    raise FileExistsError(f"{path} exists; refusing to overwrite it")
+  tmp = _temporary_beside(path, suffix)
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  except BaseException as e:
+    needed = folder_bytes(tmp) if os.path.exists(tmp) else None
+    _remove(tmp)
+    if isinstance(e, OSError) and not isinstance(e, (WriteError, FileExistsError)):
+      raise write_error(e, what, path, needed, intact, resume) from e
+    raise
+
+
+@contextlib.contextmanager
+def staged_folder(path: str, what: str = "a folder", overwrite: bool = False,
+                  intact: str = "", resume: str = "") -> Iterator[str]:
+  """Yields an empty temporary folder; swaps it in for ``path`` on success.
+
+  With ``overwrite`` an existing ``path`` is kept until the new folder is
+  complete, then replaced (two renames; a kill between them leaves the old
+  folder under a hidden name beside the new one, never a partial one).
+  """
+  path = os.path.abspath(path)
+  if not overwrite and os.path.exists(path):
+    raise FileExistsError(f"{path} exists; use --force to replace it")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  staging = _temporary_beside(path)
+  os.makedirs(staging)
+  try:
+    yield staging
+    if os.path.exists(path):
+      old = _temporary_beside(path, ".old")
+      os.rename(path, old)
+      os.rename(staging, path)
+      _remove(old)
+    else:
+      os.rename(staging, path)
+  except BaseException as e:
+    needed = folder_bytes(staging) if os.path.exists(staging) else None
+    _remove(staging)
+    if isinstance(e, OSError) and not isinstance(e, (WriteError, FileExistsError)):
+      raise write_error(e, what, path, needed, intact, resume) from e
+    raise
+
+
+def write_text(path: str, text: str, what: str = "a text file", **kwargs) -> None:
+  """Writes ``text`` to ``path`` atomically (creating its folder)."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with staged_file(path, what, **kwargs) as tmp:
+    with open(tmp, "w") as f:
+      f.write(text)
+
+
+def write_json(path: str, payload, what: str = "a JSON file", indent: int | None = 2,
+               sort_keys: bool = False, **kwargs) -> None:
+  """Writes ``payload`` as JSON to ``path`` atomically (creating its folder)."""
+  write_text(path, json.dumps(payload, indent=indent, sort_keys=sort_keys) + "\n", what,
+             **kwargs)
