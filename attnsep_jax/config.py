@@ -3,9 +3,10 @@
 A config file returns an ``ml_collections.ConfigDict`` whose sections map
 one-to-one onto constructor keyword arguments (``config.model`` ->
 ``AttnSepNet(**config.model)``, ``config.data`` -> the loader, ...).
-Command-line overrides use dotted paths, shared by every entry point::
+Command-line overrides use dotted paths, parsed here for every command that
+takes a config (train, ablate, summary, the benchmarks)::
 
-    train.py --config configs/paper.py --config.model.num_dual_path_blocks=4
+    attnsep train --config configs/paper.py --config.model.num_dual_path_blocks=4
 
 Ablation files (``configs/ablations/*.py``) additionally define
 ``override(config) -> config`` so that the same ablation can be applied to
@@ -105,18 +106,31 @@ def apply_overrides(config: ConfigDict, overrides: Sequence[str]) -> ConfigDict:
   return config
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = None):
-  """Adds ``--config FILE``; ``--config.a.b=v`` overrides are collected by parse."""
+def add_config_arguments(parser: argparse.ArgumentParser, default: str | None = None,
+                         required: bool | None = None, what: str = "config file (configs/*.py)"):
+  """Adds ``--config FILE``; ``parse_args`` collects the ``--config.a.b=v`` overrides.
+
+  Args:
+    parser: the command's parser.
+    default: the config file used without ``--config``.
+    required: whether ``--config`` must be given (default: when there is no default).
+    what: what the config file is, for ``--help``.
+  """
   parser.add_argument(
-      "--config", default=default, required=default is None,
-      help="config file (configs/*.py); override fields with --config.a.b=value")
+      "--config", default=default, required=default is None if required is None else required,
+      help=f"{what}; override any field with --config.a.b=value (repeatable)")
 
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None):
-  """Parses ``argv``, splitting off ``--config.x=y`` overrides.
+  """Parses ``argv``, splitting off ``--config.x=y`` (or ``--config.x y``) overrides.
 
-  Returns ``(args, config)``; ``config`` is None when the parser has no
-  ``--config`` argument value.
+  Returns ``(args, config)``: the config file with the overrides applied (None
+  without ``--config``); ``args.config_overrides`` lists the overrides as
+  ``--config.x=y`` strings, in order.
+
+  Raises:
+    ConfigError: the config file or an override cannot be applied (a bad
+      input, reported in one line); usage errors exit through ``parser.error``.
   """
   argv = list(sys.argv[1:] if argv is None else argv)
   overrides, rest = [], []
@@ -137,10 +151,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
   args = parser.parse_args(rest)
   config = None
   if getattr(args, "config", None):
-    try:
-      config = load_config(args.config, overrides)
-    except ConfigError as e:
-      parser.error(str(e))
+    config = load_config(args.config, overrides)
   elif overrides:
     parser.error("--config.* overrides need --config FILE")
   args.config_overrides = overrides

@@ -1,19 +1,27 @@
-"""BSS Eval v4 scoring, SiSEC aggregation, reference rows and tables.
+"""Separate-then-score: BSS Eval v4, SiSEC aggregation, reference rows and tables.
 
-Per track, BSS Eval v4 gives SDR/SIR/ISR/SAR per source on 1 s windows
-(``attnsep_jax.bsseval``, museval's numbers in JAX, or museval itself); the
-track's score is the median over its windows and the data set's the median
-over tracks (the SiSEC 2018 convention used by every published MUSDB18
-number), with the mean over tracks reported beside it.  Either backend
-writes museval's own per-track JSON.  Two reference "methods" are scored on
-the same data: the mixture as every source's estimate (the floor) and the
-oracle ideal ratio mask (a ceiling for masking methods).
+``separate_and_score`` is the one path that separates tracks (with
+``attnsep_jax.inference``, or a reference method) and scores them: the
+evaluation command, validation during training and the ablation study all
+use it.  Per track, BSS Eval v4 gives SDR/SIR/ISR/SAR per source on 1 s
+windows (``attnsep_jax.bsseval``, museval's numbers in JAX, or museval
+itself); the track's score is the median over its windows and the data set's
+the median over tracks (the SiSEC 2018 convention used by every published
+MUSDB18 number), with the mean over tracks reported beside it.  Either
+backend gives museval's own per-track JSON.  Two reference "methods" are
+scored on the same data: the mixture as every source's estimate (the floor)
+and the oracle ideal ratio mask (a ceiling for masking methods).
 """
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import dataclasses
 import json
-import os
+import multiprocessing
+import warnings
+from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -24,6 +32,7 @@ METRICS = ("SDR", "SIR", "ISR", "SAR")
 # does not change the numbers, but matching musdb keeps them bit-identical.
 MUSDB_TARGETS = ("vocals", "drums", "bass", "other")
 REFERENCE_METHODS = ("mixture", "oracle_irm")
+METHODS = ("model",) + REFERENCE_METHODS
 
 # MUSDB18 test SDR (dB), median over frames and tracks, as each model's paper
 # reports it (docs/inference.md).
@@ -60,6 +69,45 @@ def bss_eval_track(references: np.ndarray, estimates: np.ndarray, window_samples
   raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
+def bss_scores(references: np.ndarray, estimates: np.ndarray, sample_rate: int,
+               window_seconds: float = 1.0, backend: str = "jax"):
+  """BSS Eval v4 per window, as ``bsseval.BSSEvalScores`` in the stems' order.
+
+  Four stems are taken in SOURCES order and scored in musdb's order, so that
+  the numbers equal museval's on the musdb track bit for bit.
+
+  Args:
+    references: (sources, time, channels) true stems.
+    estimates: (sources, time, channels) estimates.
+    sample_rate: in Hz.
+    window_seconds: window and hop, in seconds.
+    backend: "jax" (attnsep_jax.bsseval) or "museval".
+  Raises:
+    ValueError: BSS Eval is undefined (a silent stem) or the stems are unusable.
+  """
+  from attnsep_jax.bsseval import BSSEvalScores
+  window = int(window_seconds * sample_rate)
+  if len(references) != len(SOURCES):
+    return BSSEvalScores(*bss_eval_track(references, estimates, window, backend))
+  order = [SOURCES.index(t) for t in MUSDB_TARGETS]
+  scores = bss_eval_track(references[order], estimates[order], window, backend)
+  back = np.argsort(order)
+  return BSSEvalScores(*(np.asarray(metric)[back] for metric in scores))
+
+
+def museval_json(name: str, scores, window_seconds: float = 1.0) -> dict:
+  """museval's per-track JSON of ``bss_scores`` for four stems in SOURCES order."""
+  import museval
+
+  store = museval.TrackStore(win=window_seconds, hop=window_seconds, track_name=name)
+  for target in MUSDB_TARGETS:
+    k = SOURCES.index(target)
+    store.add_target(target_name=target, values={
+        "SDR": scores.sdr[k].tolist(), "SIR": scores.sir[k].tolist(),
+        "ISR": scores.isr[k].tolist(), "SAR": scores.sar[k].tolist()})
+  return json.loads(store.json)
+
+
 def score_track(name: str, references: np.ndarray, estimates: np.ndarray,
                 sample_rate: int, window_seconds: float = 1.0, backend: str = "jax") -> dict:
   """museval's per-track JSON for stems ``(sources, time, channels)`` in SOURCES order.
@@ -72,18 +120,8 @@ def score_track(name: str, references: np.ndarray, estimates: np.ndarray,
     window_seconds: window and hop, in seconds.
     backend: "jax" (attnsep_jax.bsseval) or "museval"; same JSON either way.
   """
-  import museval
-
-  order = [SOURCES.index(t) for t in MUSDB_TARGETS]
-  sdr, isr, sir, sar = bss_eval_track(
-      np.stack([references[i] for i in order]), np.stack([estimates[i] for i in order]),
-      int(window_seconds * sample_rate), backend)
-  store = museval.TrackStore(win=window_seconds, hop=window_seconds, track_name=name)
-  for k, target in enumerate(MUSDB_TARGETS):
-    store.add_target(target_name=target, values={
-        "SDR": sdr[k].tolist(), "SIR": sir[k].tolist(),
-        "ISR": isr[k].tolist(), "SAR": sar[k].tolist()})
-  return json.loads(store.json)
+  scores = bss_scores(references, estimates, sample_rate, window_seconds, backend)
+  return museval_json(name, scores, window_seconds)
 
 
 def track_medians(track_json: dict) -> dict:
@@ -129,20 +167,157 @@ def oracle_irm(mixture: np.ndarray, sources: np.ndarray, power: float = 2.0,
   return np.transpose(estimates, (0, 2, 1)).astype(np.float32)
 
 
-def write_json(path: str, payload) -> None:
-  """Atomic JSON write: a killed run never leaves a half-written score."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=2)
-  os.replace(tmp, path)
+# ---------------------------------------------------------------------------
+# The one separate-then-score path.
+# ---------------------------------------------------------------------------
+# (name, mixture (time, channels), references (sources, time, channels))
+Track = tuple[str, np.ndarray, np.ndarray]
+Metric = Callable[[np.ndarray, np.ndarray], np.ndarray]   # (references, estimates) -> value
 
 
-def score_and_write(path: str, name: str, references: np.ndarray, estimates: np.ndarray,
-                    sample_rate: int, backend: str = "jax") -> str:
-  """Scores one track of one method and writes its JSON (a worker-process entry)."""
-  write_json(path, score_track(name, references, estimates, sample_rate, backend=backend))
-  return path
+@dataclasses.dataclass(frozen=True)
+class TrackResult:
+  """One track separated by a method, and scored.
+
+  Attributes:
+    name: the track's name.
+    method: "model", "mixture" or "oracle_irm".
+    mixture: (time, channels) float32.
+    references: (sources, time, channels) float32 true stems.
+    estimates: (sources, time, channels) float32, the method's.
+    bss: BSS Eval v4 per window (``bsseval.BSSEvalScores``, the stems'
+      order); None when not asked for or undefined on this track.
+    bss_error: why BSS Eval is undefined here (a silent stem), else "".
+    metrics: name -> value of each extra metric asked for.
+    window_seconds: BSS Eval's window and hop.
+  """
+  name: str
+  method: str
+  mixture: np.ndarray
+  references: np.ndarray
+  estimates: np.ndarray
+  bss: object | None = None
+  bss_error: str = ""
+  metrics: dict = dataclasses.field(default_factory=dict)
+  window_seconds: float = 1.0
+
+  def bss_sdr(self) -> np.ndarray:
+    """(sources,) SDR, the median over the track's windows (NaN: undefined)."""
+    if self.bss is None:
+      return np.full(len(self.references), np.nan)
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", RuntimeWarning)   # every window silent: NaN
+      return np.nanmedian(self.bss.sdr, axis=1)
+
+  def museval_json(self) -> dict:
+    """museval's per-track JSON of the BSS Eval scores (four stems)."""
+    if self.bss is None:
+      raise ValueError(f"{self.name}: no BSS Eval scores ({self.bss_error or 'not asked for'})")
+    return museval_json(self.name, self.bss, self.window_seconds)
+
+
+def estimate_sources(method: str, model, params, mixture: np.ndarray, references: np.ndarray,
+                     *, sample_rate: int, inference: Mapping | None = None) -> np.ndarray:
+  """(sources, time, channels) estimates of a method: the model's, or a reference's."""
+  if method == "model":
+    from attnsep_jax.inference import separate
+    return separate(model, params, mixture, sample_rate=sample_rate, **dict(inference or {}))
+  if method == "mixture":
+    return np.broadcast_to(mixture, references.shape).copy()
+  if method == "oracle_irm":
+    return oracle_irm(mixture, references)
+  raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def separate_and_score_track(model, params, name: str, mixture: np.ndarray,
+                             references: np.ndarray, *, sample_rate: int,
+                             inference: Mapping | None = None, method: str = "model",
+                             backend: str = "jax", window_seconds: float = 1.0,
+                             metrics: Mapping[str, Metric] | None = None,
+                             bss_eval: bool = True) -> TrackResult:
+  """One track of ``separate_and_score`` (arguments as there)."""
+  mixture = np.asarray(mixture, np.float32)
+  references = np.asarray(references, np.float32)
+  estimates = estimate_sources(method, model, params, mixture, references,
+                               sample_rate=sample_rate, inference=inference)
+  values = {key: np.asarray(metric(references, estimates))
+            for key, metric in (metrics or {}).items()}
+  result = TrackResult(name, method, mixture, references, estimates, metrics=values,
+                       window_seconds=window_seconds)
+  if not bss_eval:
+    return result
+  undefined = silent_stems(references, estimates)
+  if undefined:
+    return dataclasses.replace(result, bss_error=undefined)
+  try:
+    scores = bss_scores(references, estimates, sample_rate, window_seconds, backend)
+  except ValueError as e:
+    return dataclasses.replace(result, bss_error=str(e))
+  return dataclasses.replace(result, bss=scores)
+
+
+def silent_stems(references: np.ndarray, estimates: np.ndarray) -> str:
+  """Why BSS Eval is undefined on a track (a stem silent throughout, where
+  museval raises too), or "" when it is defined."""
+  names = SOURCES if len(references) == len(SOURCES) else range(len(references))
+  problems = []
+  for kind, stems in (("reference", references), ("estimate", estimates)):
+    silent = [str(n) for n, stem in zip(names, stems) if not np.any(stem.sum(axis=-1))]
+    if silent:
+      problems.append(f"silent {kind} stem(s) {', '.join(silent)}")
+  return "; ".join(problems) + " (BSS Eval is undefined)" if problems else ""
+
+
+def separate_and_score(model, params, tracks: Iterable[Track], *, sample_rate: int,
+                       inference: Mapping | None = None, method: str = "model",
+                       backend: str = "jax", window_seconds: float = 1.0,
+                       metrics: Mapping[str, Metric] | None = None, bss_eval: bool = True,
+                       workers: int = 1) -> Iterator[TrackResult]:
+  """Separates each track and scores it; yields TrackResults in the tracks' order.
+
+  Args:
+    model: the network (unused by the reference methods).
+    params: its parameters (the EMA ones when the run kept an average).
+    tracks: (name, mixture (time, channels), references (sources, time,
+      channels)) tuples, as ``data.loader.validation_tracks`` yields them.
+    sample_rate: the tracks' rate in Hz (the model's).
+    inference: ``inference.separate`` settings (``config.inference``).
+    method: "model", or a reference: "mixture", "oracle_irm".
+    backend: BSS Eval v4 by "jax" (attnsep_jax.bsseval) or "museval".
+    window_seconds: BSS Eval's window and hop.
+    metrics: extra per-track metrics, name -> ``metric(references,
+      estimates)``, e.g. ``{"usdr": metrics.utterance_sdr}``.
+    bss_eval: compute BSS Eval v4 (False: estimates and metrics only).
+    workers: with the museval backend, score in this many spawned processes
+      while the next tracks are separated (the JAX backend uses every core
+      in this process already).
+  """
+  settings = dict(sample_rate=sample_rate, inference=inference, method=method,
+                  backend=backend, window_seconds=window_seconds, metrics=metrics)
+  if not (bss_eval and backend == "museval" and workers > 1):
+    for name, mixture, references in tracks:
+      yield separate_and_score_track(model, params, name, mixture, references,
+                                     bss_eval=bss_eval, **settings)
+    return
+  context = multiprocessing.get_context("spawn")   # JAX's threads make fork unsafe
+  with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+    pending = collections.deque()
+    for name, mixture, references in tracks:
+      result = separate_and_score_track(model, params, name, mixture, references,
+                                        bss_eval=False, **settings)
+      pending.append((result, pool.submit(bss_scores, result.references, result.estimates,
+                                          sample_rate, window_seconds, backend)))
+      if len(pending) > workers:   # at most one track waiting per worker
+        yield _with_scores(*pending.popleft())
+    while pending:
+      yield _with_scores(*pending.popleft())
+
+
+def _with_scores(result: TrackResult, scores: concurrent.futures.Future) -> TrackResult:
+  try:
+    return dataclasses.replace(result, bss=scores.result())
+  except ValueError as e:
+    return dataclasses.replace(result, bss_error=str(e))
 
 
 def _row(label: str, values: dict) -> str:

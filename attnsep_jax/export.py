@@ -1,6 +1,6 @@
 """Inference-only exports, and loading a model from an export or a training run.
 
-    attnsep-export --checkpoint runs/cpu_small --out exports/cpu_small
+    attnsep export --checkpoint runs/cpu_small --out exports/cpu_small
 
 An export is a folder with ``export.json`` (format, step, parameter count,
 checksum), ``config.json`` (the full experiment config) and ``params/`` (an
@@ -16,14 +16,13 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import sys
-import tempfile
 
 import jax
 import numpy as np
 
 from attnsep_jax import config as config_lib
+from attnsep_jax import files
 from attnsep_jax.models.network import AttnSepNet, abstract_params, build_model, count_params
 
 EXPORT_FILE = "export.json"
@@ -62,7 +61,7 @@ def load_model(path: str) -> tuple[config_lib.ConfigDict, AttnSepNet, dict]:
   """Loads (config, model, params) from an export or a training workdir.
 
   Args:
-    path: an export folder (attnsep-export) or a train.py workdir, whose best
+    path: an export folder (attnsep export) or a train.py workdir, whose best
       checkpoint by validation SDR (else the latest) is used, EMA preferred.
   Raises:
     ModelLoadError: missing, unreadable, corrupt or incompatible checkpoint.
@@ -128,42 +127,34 @@ def write_export(config, params, out: str, source: str = "", force: bool = False
   from attnsep_jax.train.checkpoint import tree_checksum
 
   out = os.path.abspath(out)
-  if os.path.exists(out) and not force:
-    raise FileExistsError(f"{out} exists; use --force to replace it")
   params = jax.tree_util.tree_map(np.asarray, params)
-  parent = os.path.dirname(out)
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
+  meta = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "source": source,
+          "params": count_params(params), "checksum": tree_checksum(params)}
+  needed_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(params))
+  intact = ("the previous export there is intact" if os.path.exists(out)
+            else "nothing else was changed")
   try:
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.join(staging, "params"), params)
-    checkpointer.wait_until_finished()
-    with open(os.path.join(staging, "config.json"), "w") as f:
-      f.write(config_lib.to_json(config))
-    meta = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "source": source,
-            "params": count_params(params), "checksum": tree_checksum(params)}
-    with open(os.path.join(staging, EXPORT_FILE), "w") as f:
-      json.dump(meta, f, indent=2)
-    if os.path.exists(out):  # --force: swap, then drop the old one
-      old = f"{staging}-old"
-      os.rename(out, old)
-      os.rename(staging, out)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.rename(staging, out)
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
+    with files.staged_folder(out, "the export", overwrite=force, intact=intact) as staging:
+      checkpointer = ocp.StandardCheckpointer()
+      checkpointer.save(os.path.join(staging, "params"), params)
+      checkpointer.wait_until_finished()
+      files.write_text(os.path.join(staging, "config.json"), config_lib.to_json(config),
+                       "the export's config")
+      files.write_json(os.path.join(staging, EXPORT_FILE), meta, "the export's metadata")
+  except files.WriteError:
     raise
-  meta["bytes"] = folder_bytes(out)
+  except (ValueError, RuntimeError) as e:   # Orbax/TensorStore wrap OS errors
+    if not files.is_disk_full(e):
+      raise
+    raise files.write_error(e, "the export", out, needed_bytes, intact) from e
+  meta["bytes"] = files.folder_bytes(out)
   return meta
 
 
-def folder_bytes(path: str) -> int:
-  return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
-
-
-def main(argv=None):
+def main(argv=None) -> int:
+  from attnsep_jax import cli
   parser = argparse.ArgumentParser(
+      prog=cli.prog("export"),
       description="Write an inference-only export (params, EMA preferred, + config).")
   parser.add_argument("--checkpoint", required=True, help="training workdir or export")
   parser.add_argument("--out", required=True, help="export folder to create")
@@ -171,12 +162,12 @@ def main(argv=None):
   args = parser.parse_args(argv)
   try:
     meta = export(args.checkpoint, args.out, args.force)
-  except (ModelLoadError, FileExistsError) as e:
-    print(f"attnsep-export: error: {e}", file=sys.stderr)
-    sys.exit(1)
+  except (ModelLoadError, FileExistsError, files.WriteError) as e:
+    return cli.fail("export", e)
   print(f"exported {meta['params']:,} parameters to {args.out} "
         f"({meta['bytes'] / 2**20:.1f} MiB)")
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import shutil
@@ -43,8 +44,10 @@ def folder_bytes(path: str) -> int:
              for f in files if os.path.isfile(os.path.join(d, f)))
 
 
-def _mib(n: int) -> str:
-  return f"{n / 2**20:.1f} MiB"
+def _size(n: int) -> str:
+  if n >= 2**30:
+    return f"{n / 2**30:.1f} GiB"
+  return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{max(1, round(n / 2**10))} KiB"
 
 
 def is_disk_full(error: BaseException) -> bool:
@@ -60,6 +63,15 @@ def is_disk_full(error: BaseException) -> bool:
   return False
 
 
+def _looks_full(error: BaseException, free: int | None, needed_bytes: int | None) -> bool:
+  """libsndfile reports a full disk as a bare "System error." (EIO, or no
+  errno once wrapped): such a failure, with less room left than the output
+  needs, is the full disk it looks like."""
+  if getattr(error, "errno", None) not in (None, errno.EIO):
+    return False
+  return free is not None and needed_bytes is not None and free < needed_bytes
+
+
 def write_error(error: BaseException, what: str, path: str, needed_bytes: int | None = None,
                 intact: str = "", resume: str = "") -> WriteError:
   """The one-line WriteError for a failed write (raise it ``from error``).
@@ -72,25 +84,35 @@ def write_error(error: BaseException, what: str, path: str, needed_bytes: int | 
     intact: which earlier results survive ("checkpoints 100-400 are intact").
     resume: how to go on ("free space and run the same command again").
   """
-  if is_disk_full(error):
+  free = free_bytes(path)
+  if is_disk_full(error) or _looks_full(error, free, needed_bytes):
     reason = "no space left on device"
-    free = free_bytes(path)
-    sizes = [f"about {_mib(needed_bytes)} needed"] if needed_bytes else []
-    sizes += [f"{_mib(free)} free"] if free is not None else []
+    sizes = [f"about {_size(needed_bytes)} needed"] if needed_bytes else []
+    sizes += [f"{_size(free)} free"] if free is not None else []
     if sizes:
       reason += f" ({', '.join(sizes)})"
     resume = resume or "free some space and run the same command again"
   else:
-    text = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    text = getattr(error, "strerror", None) or str(error)   # no "[Errno 5]" prefix
+    text = (text.strip().splitlines() or [type(error).__name__])[0][:200]
     reason = f"{type(error).__name__}: {text}"
   parts = [f"cannot write {what} to {path}: {reason}", "the partial output was removed"]
   parts += [p for p in (intact, resume) if p]
-  return WriteError(getattr(error, "errno", None) or errno.EIO, "; ".join(parts))
+  failure = WriteError("; ".join(parts))
+  failure.errno = getattr(error, "errno", None) or (errno.ENOSPC if is_disk_full(error) else None)
+  return failure
 
 
 def _temporary_beside(path: str, suffix: str = "") -> str:
   folder, name = os.path.split(os.path.abspath(path))
   return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp{suffix}")
+
+
+def _remove_stale_temporaries(path: str) -> None:
+  """What a killed earlier write of ``path`` left beside it (hidden, never read)."""
+  folder, name = os.path.split(os.path.abspath(path))
+  for leftover in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(name)}.*.tmp*")):
+    _remove(leftover)
 
 
 def _remove(path: str) -> None:
@@ -121,6 +143,7 @@ def staged_file(path: str, what: str = "a file", overwrite: bool = True, suffix:
   try:
     yield tmp
     os.replace(tmp, path)
+    _remove_stale_temporaries(path)
   except BaseException as e:
     needed = folder_bytes(tmp) if os.path.exists(tmp) else None
     _remove(tmp)
@@ -153,6 +176,7 @@ def staged_folder(path: str, what: str = "a folder", overwrite: bool = False,
       _remove(old)
     else:
       os.rename(staging, path)
+    _remove_stale_temporaries(path)
   except BaseException as e:
     needed = folder_bytes(staging) if os.path.exists(staging) else None
     _remove(staging)
@@ -170,7 +194,10 @@ def write_text(path: str, text: str, what: str = "a text file", **kwargs) -> Non
 
 
 def write_json(path: str, payload, what: str = "a JSON file", indent: int | None = 2,
-               sort_keys: bool = False, **kwargs) -> None:
-  """Writes ``payload`` as JSON to ``path`` atomically (creating its folder)."""
-  write_text(path, json.dumps(payload, indent=indent, sort_keys=sort_keys) + "\n", what,
-             **kwargs)
+               sort_keys: bool = False, default=None, **kwargs) -> None:
+  """Writes ``payload`` as JSON to ``path`` atomically (creating its folder).
+
+  ``default`` converts what JSON cannot hold (``float`` for numpy scalars).
+  """
+  text = json.dumps(payload, indent=indent, sort_keys=sort_keys, default=default)
+  write_text(path, text + "\n", what, **kwargs)

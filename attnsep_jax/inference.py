@@ -1,11 +1,11 @@
 """Chunked separation of a whole track: the one inference path of the project.
 
-Used by validation during training, ``evaluate.py``, ``attnsep-separate``, the
-ablation study and the benchmarks.  The track is cut into overlapping
-segments, the segments are batched through a jitted apply compiled once per
-(batch, segment) shape (the last batch is padded, so a track of any length
-reuses the same executable), and the outputs are cross-faded back with a
-triangular window.
+Used by validation during training, ``attnsep evaluate``, ``attnsep
+separate``, the web page, the ablation study and the benchmarks.  The track
+is cut into overlapping segments, the segments are batched through a jitted
+apply compiled once per (batch, segment) shape (the last batch is padded, so
+a track of any length reuses the same executable), and the outputs are
+cross-faded back with a triangular window.
 
 The core is a generator that reads the input through a ``read(start, frames)``
 callable and yields finished stretches of output as soon as no later segment

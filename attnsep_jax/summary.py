@@ -1,4 +1,4 @@
-"""``python -m attnsep_jax.summary --config FILE``: parameters and shapes of a model.
+"""``attnsep summary --config FILE``: parameters and shapes of a model.
 
 Uses ``jax.eval_shape`` only, so it runs in seconds even for the paper model.
 """
@@ -9,7 +9,7 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from attnsep_jax import SOURCES, config as config_lib
+from attnsep_jax import SOURCES, cli, config as config_lib
 from attnsep_jax.models.network import abstract_params, build_model, count_params
 
 
@@ -43,14 +43,16 @@ def print_summary(config, seconds: float = 10.0, file=sys.stdout):
   return info
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog=cli.prog("summary"),
+                                   description="Parameters and shapes of the model a config "
+                                   "builds (jax.eval_shape: nothing is initialised).")
   config_lib.add_config_arguments(parser)
   parser.add_argument("--seconds", type=float, default=10.0,
                       help="audio length for the shape report (default 10)")
-  args, config = config_lib.parse_args(parser, argv)
+  try:
+    args, config = config_lib.parse_args(parser, argv)
+  except config_lib.ConfigError as e:
+    return cli.fail("summary", e)
   print_summary(config, args.seconds)
-
-
-if __name__ == "__main__":
-  main()
+  return 0

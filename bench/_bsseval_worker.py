@@ -1,4 +1,4 @@
-"""One BSS Eval v4 measurement in a fresh process (bench/bsseval.py runs it).
+"""One BSS Eval v4 measurement in a fresh process (bench.bsseval runs it).
 
 Loads stems from an .npz, scores them with ours (``attnsep_jax.bsseval``,
 after a warm-up call on a short excerpt that compiles every jitted function)
@@ -10,15 +10,11 @@ figure) and the per-window scores as .npy (4, sources, windows).
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import common  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
+from bench import common
 
 WINDOW_SAMPLES = 44100
 

@@ -1,4 +1,4 @@
-"""One separator, one measurement, in its own process (used by peers.py, scaling.py).
+"""One separator, one measurement, in its own process (used by bench.peers, bench.scaling).
 
 A fresh process per measurement gives each system its own peak RSS and keeps
 one system's allocator and thread pools from disturbing the next.  It runs in
@@ -14,10 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from bench import common
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 PEERS = ("htdemucs", "demucs_v2", "umxhq")
@@ -112,7 +110,7 @@ def run_ours(args, audio):
   from attnsep_jax.config import load_config
   from attnsep_jax.models.network import build_model, count_params
 
-  config = load_config(args.config, args.override)
+  config = load_config(args.config, args.config_overrides)
   model = build_model(config.model)
   params, init_s = common.timed(lambda: jax.device_put(common.random_params(model, args.seed)))
   infer = dict(config.inference)
@@ -165,11 +163,15 @@ def main(argv=None):
   parser.add_argument("--count-flops", action="store_true")
   parser.add_argument("--model-calls", type=int, default=3,
                       help="ours: timed calls of the bare chunk apply (with --count-flops)")
-  parser.add_argument("--config", default=os.path.join(common.REPO_ROOT, "configs", "paper.py"))
-  parser.add_argument("--override", action="append", default=[],
-                      help="ours: config override a.b=value (repeatable)")
+  parser.add_argument("--config", default=os.path.join(common.REPO_ROOT, "configs", "paper.py"),
+                      help="ours: config file; override fields with --config.a.b=value")
   parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args(argv)
+  # The config is parsed only for ours (the peers' venv has no ml_collections):
+  # the --config.a.b=value items go to attnsep_jax.config.load_config as they are.
+  args, args.config_overrides = parser.parse_known_args(argv)
+  stray = [a for a in args.config_overrides if not a.startswith("--config.")]
+  if stray:
+    parser.error(f"unrecognized arguments: {' '.join(stray)}")
 
   audio = load_audio(args)
   run = run_ours if args.system == "ours" else run_peer

@@ -29,7 +29,7 @@ import random
 
 import numpy as np
 
-import _quality_files as files
+from bench import _quality_files as files
 
 DEFAULTS = {
     "channels": 8,

@@ -1,4 +1,4 @@
-"""The files a bench/quality.py run is made of, shared by both virtual environments.
+"""The files a bench.quality run is made of, shared by both virtual environments.
 
 quality.py (our venv) writes a job file per contender run; the run's children
 (train.py and _quality_ours.py in our venv, _quality_peer.py in the peers'
@@ -10,7 +10,9 @@ folder, in one format for every contender:
   estimates/<track>/<source>.wav   the separated test tracks (float32 wav)
   separated.json      which test set ``estimates/`` holds
 
-Imports only numpy and soundfile (both venvs have them).
+Imports only numpy, soundfile (both venvs have them) and the project's
+stdlib-only writer, ``attnsep_jax.files``, which the peers' venv finds because
+every child runs as ``python -m bench.<name>`` from the repository root.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import json
 import os
 
 import numpy as np
+
+from attnsep_jax.files import staged_file, write_json  # noqa: F401  (the runs' one writer)
 
 JOB_FILE = "job.json"
 TRAIN_RESULT_FILE = "train_result.json"
@@ -30,15 +34,6 @@ SDR_DELTA = 1e-7   # attnsep_jax.metrics.SDR_DELTA
 def read_json(path: str):
   with open(path) as f:
     return json.load(f)
-
-
-def write_json(path: str, payload) -> None:
-  """Atomic: a run killed mid-write leaves the old file or none, never half of one."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(payload, f, indent=2)
-  os.replace(tmp, path)
 
 
 def read_stems(track_dir: str, stems, start: int = 0, frames: int | None = None) -> np.ndarray:
@@ -72,8 +67,9 @@ def write_estimates(run_dir: str, track: str, sources, estimates: np.ndarray,
   import soundfile as sf
   os.makedirs(os.path.dirname(estimate_path(run_dir, track, sources[0])), exist_ok=True)
   for source, audio in zip(sources, estimates):
-    sf.write(estimate_path(run_dir, track, source), np.asarray(audio, np.float32),
-             sample_rate, subtype="FLOAT")
+    with staged_file(estimate_path(run_dir, track, source), f"the {source} estimate of {track}",
+                     suffix=".wav") as tmp:
+      sf.write(tmp, np.asarray(audio, np.float32), sample_rate, subtype="FLOAT")
 
 
 def read_estimates(run_dir: str, track: str, sources) -> np.ndarray:

@@ -1,6 +1,6 @@
-"""Separates the test tracks of a bench/quality.py job with our trained model.
+"""Separates the test tracks of a bench.quality job with our trained model.
 
-  .venv/bin/python bench/_quality_ours.py --job RUN/job.json
+  .venv/bin/python -m bench._quality_ours --job RUN/job.json
 
 Loads the run's train.py workdir as every other tool of the project does
 (``attnsep_jax.export.load_model``: the checkpoint of the best validation
@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-# This checkout's bench helpers and package (the venv may hold another
-# checkout's editable install).
-sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)),
-                os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
-import _quality_files as files  # noqa: E402
+from bench import _quality_files as files
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--job", required=True, help="job.json written by bench/quality.py")
+  parser.add_argument("--job", required=True, help="job.json written by bench.quality")
   args = parser.parse_args(argv)
   job = files.read_json(args.job)
 

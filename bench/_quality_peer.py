@@ -1,6 +1,6 @@
-"""Trains, or separates with, one peer of bench/quality.py, in the peers' venv.
+"""Trains, or separates with, one peer of bench.quality, in the peers' venv.
 
-  <peer venv>/bin/python bench/_quality_peer.py --job RUN/job.json --stage train|separate
+  <peer venv>/bin/python -m bench._quality_peer --job RUN/job.json --stage train|separate
 
 Runs under the peers' virtual environment (torch, demucs, openunmix,
 soundfile; no JAX), pinned to one core by quality.py.  The recipes, each
@@ -26,10 +26,10 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _quality_files as files  # noqa: E402
+from attnsep_jax.files import staged_file
+from bench import _quality_files as files
 
-RECIPES = {"umx": "_quality_umx", "demucs": "_quality_demucs"}
+RECIPES = {"umx": "bench._quality_umx", "demucs": "bench._quality_demucs"}
 BEST_FILE = os.path.join("train", "best.pt")
 LOG_EVERY_STEPS = 20
 
@@ -113,7 +113,8 @@ def train(job: dict) -> None:
       curve.append(point)
       if best is None or point["sdr"] > best["sdr"]:
         best = point
-        torch.save(recipe.state_dict(), os.path.join(run_dir, BEST_FILE))
+        with staged_file(os.path.join(run_dir, BEST_FILE), "the best state") as tmp:
+          torch.save(recipe.state_dict(), tmp)
       print(f"step {step}: validation SDR {point['sdr']:.2f} dB at "
             f"{point['minutes']:.1f} min", flush=True)
       while next_valid <= clock.seconds:
@@ -146,7 +147,7 @@ def separate(job: dict) -> None:
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--job", required=True, help="job.json written by bench/quality.py")
+  parser.add_argument("--job", required=True, help="job.json written by bench.quality")
   parser.add_argument("--stage", choices=("train", "separate"), required=True)
   args = parser.parse_args(argv)
   job = files.read_json(args.job)

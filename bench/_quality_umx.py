@@ -32,7 +32,7 @@ import random
 
 import numpy as np
 
-import _quality_files as files
+from bench import _quality_files as files
 
 DEFAULTS = {
     "batch_size": 16,
@@ -60,7 +60,7 @@ class Recipe:
   def __init__(self, options: dict, sources, sample_rate: int,
                train_tracks: list[dict] | None = None, seed: int = 0):
     import torch
-    from _peer_worker import stub_torchaudio
+    from bench._peer_worker import stub_torchaudio
     stub_torchaudio()
     from openunmix import data, model, transforms, utils
 

@@ -3,7 +3,7 @@
 4-stem stereo tracks of each ``--lengths`` (built-in corpus tracks end to end,
 or synthetic stems with beats, panning and silences when there is no corpus),
 with estimates that leak the other sources and add noise.  Each measurement is
-a fresh process (bench/_bsseval_worker.py), pinned with ``taskset`` to
+a fresh process (bench._bsseval_worker), pinned with ``taskset`` to
 ``--threads`` cores (JAX_PLATFORMS=cpu; OpenBLAS/OMP threads set alike), plus
 ours on the accelerator when JAX sees one.  Our time excludes compilation
 (a warm-up call on a short excerpt; reported apart).  Prints a table (time,
@@ -13,7 +13,7 @@ with ``--no-museval``) only our side is measured.  museval on long tracks is
 slow (~2 CPU-s per audio second); ``--museval-max-seconds`` skips it beyond a
 length and extrapolates its time linearly from the two longest measured.
 
-  .venv/bin/python bench/bsseval.py --lengths 30,60,240 --threads 1,2 --json out/bsseval.json
+  .venv/bin/python -m bench.bsseval --lengths 30,60,240 --threads 1,2 --json out/bsseval.json
 """
 
 from __future__ import annotations
@@ -26,11 +26,8 @@ import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import common  # noqa: E402
+from bench import common
 
-WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bsseval_worker.py")
 RATE = 44100
 DEFAULT_CORPUS = os.path.join(common.REPO_ROOT, "data", "synth")
 
@@ -94,8 +91,9 @@ def measure(backend: str, npz: str, tmp: str, cpus: str | None, threads: int | N
   if not accelerator:
     env["JAX_PLATFORMS"] = "cpu"
   prefix = ["taskset", "-c", cpus] if cpus not in (None, "all") else []
-  cmd = prefix + [sys.executable, WORKER, "--backend", backend, "--input", npz, "--out", out,
-                  "--scores", scores, "--warmup-seconds", str(warmup_seconds)]
+  cmd = prefix + common.module_command(
+      sys.executable, "_bsseval_worker", "--backend", backend, "--input", npz, "--out", out,
+      "--scores", scores, "--warmup-seconds", str(warmup_seconds))
   result = common.run_json(cmd, out, env=env)
   return result, np.load(scores)
 
@@ -139,7 +137,7 @@ def main(argv=None):
   # Default: cores 0..n-1 (common.thread_prefix), no pinning ("all") for every core.
   cpus = args.cpus or [" ".join(common.thread_prefix(n)[2:]) or "all" for n in threads]
   if len(cpus) != len(threads):
-    sys.exit("bench/bsseval.py: error: give one --cpus list per --threads entry")
+    sys.exit("bench.bsseval: error: give one --cpus list per --threads entry")
   common.warn_if_busy()
   with_museval = not args.no_museval and probe("import museval") is not None
   if not with_museval:

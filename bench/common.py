@@ -4,6 +4,9 @@ Measurements, not model code: peak RSS from /proc, the machine's float32
 matmul peak, FLOP counts of a JAX function, random parameters that skip the
 slow jitted init, and table/JSON output.  Importing this module does not
 import JAX (the peer worker imports it from a venv without JAX).
+
+Children (workers, the peers' scripts) run as ``python -m bench.<name>`` with
+the repository root as their working directory (``module_command``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ import sys
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def module_command(python: str, module: str, *args: str) -> list[str]:
+  """The command running ``bench.<module>`` under ``python`` (run it in REPO_ROOT)."""
+  return [python, "-m", f"bench.{module}", *args]
 
 
 # ----------------------------------------------------------------- memory / time
@@ -203,30 +211,38 @@ def jaxpr_matmul_flops(fn, *args, **kwargs) -> float:
 # ----------------------------------------------------------------- output
 def print_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
   """A Markdown table of ``rows`` (floats to 3 significant digits)."""
+  from attnsep_jax.tables import markdown_table
+
   def fmt(value):
     if isinstance(value, float):
       return "nan" if math.isnan(value) else f"{value:.3g}"
     return "" if value is None else str(value)
   if title:
     print(f"\n{title}")
-  print("| " + " | ".join(columns) + " |")
-  print("|" + "---|" * len(columns))
-  for row in rows:
-    print("| " + " | ".join(fmt(row.get(c)) for c in columns) + " |")
+  print(markdown_table(columns, ([fmt(row.get(c)) for c in columns] for row in rows)))
 
 
 def write_json(path: str | None, payload: dict) -> None:
+  """Writes ``payload`` (numpy scalars become floats) to ``path``, if given."""
+  from attnsep_jax.files import write_text
   if not path:
     return
+  write_text(path, json.dumps(payload, indent=2, default=float) + "\n", "benchmark results")
+  print(f"# wrote {path}", file=sys.stderr)
+
+
+def save_figure(fig, path: str, dpi: int) -> None:
+  """Saves a matplotlib figure through the project's atomic writer."""
+  from attnsep_jax.files import staged_file
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "w") as f:
-    json.dump(payload, f, indent=2, default=float)
+  with staged_file(path, "a plot", suffix=os.path.splitext(path)[1]) as tmp:
+    fig.savefig(tmp, dpi=dpi)
   print(f"# wrote {path}", file=sys.stderr)
 
 
 def run_json(cmd: list[str], out: str, env: dict | None = None) -> dict:
-  """Runs a child that writes a JSON object to ``out``; returns the object."""
-  proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+  """Runs a child (in REPO_ROOT) that writes a JSON object to ``out``; returns the object."""
+  proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO_ROOT)
   if proc.returncode:
     raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
   with open(out) as f:

@@ -1,7 +1,7 @@
 """Data-layer throughput: corpus rendering, chunk loading, soundfile vs musdb reads.
 
-    python bench/loader.py                         # generates a corpus in a temp folder
-    python bench/loader.py --corpus data/synth     # measures an existing corpus
+    .venv/bin/python -m bench.loader                      # generates a corpus in a temp folder
+    .venv/bin/python -m bench.loader --corpus data/synth  # measures an existing corpus
 
 Prints three tables and writes them as JSON (--json):
   * corpus: render speed of the built-in corpus (seconds of 4-stem audio per
@@ -25,12 +25,11 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from bench import common
 
 
 def bench_corpus(root: str, tracks: int, seconds: float, workers: int) -> dict:
-  from attnsep_jax.data.synth import generate_corpus
+  from attnsep_jax.corpus import generate_corpus
   meta = generate_corpus(root, tracks=tracks, test_tracks=max(1, tracks // 4), seconds=seconds,
                          seed=0, workers=workers, progress=True)
   audio_s = len(meta["tracks"]) * seconds

@@ -3,7 +3,7 @@
 Runs the same stereo 44.1 kHz audio through our model (``attnsep_jax.inference
 .separate``, the paper config, random weights) and through HT Demucs, Demucs
 v2 and Open-Unmix (umxhq) built from their classes with random weights, each
-measurement in a fresh process (bench/_peer_worker.py).  Ours runs right
+measurement in a fresh process (bench._peer_worker).  Ours runs right
 before every peer run (ours, A, ours, B, ... for R rounds) and each peer is
 compared with the ours-run next to it, so that machine drift cancels.
 
@@ -15,7 +15,7 @@ Prints a table (median real-time factor, peak RSS, FLOPs per audio second,
 ours/peer ratio) and our achieved FLOP/s against the matmul peak measured in
 the same run; ``--json`` writes everything.
 
-  .venv/bin/python bench/peers.py --seconds 30 --rounds 3 --setup-peer-venv --json out/peers.json
+  .venv/bin/python -m bench.peers --seconds 30 --rounds 3 --setup-peer-venv --json out/peers.json
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+from attnsep_jax import config as config_lib
+from bench import common
 
-WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_peer_worker.py")
 PEERS = ("htdemucs", "demucs_v2", "umxhq")
-# soundfile: bench/quality.py's peer trainers read the corpus wavs.
+# soundfile: bench.quality's peer trainers read the corpus wavs.
 PEER_PACKAGES = ["torch==2.13.0", "demucs==4.1.0", "numpy", "soundfile"]
 # openunmix pins torchaudio, which would replace torch; the model needs neither
 # torchaudio nor its other extras (the worker stubs the torchaudio import).
@@ -54,11 +53,11 @@ def setup_peer_venv(venv: str) -> None:
 
 
 def worker(python, system, args, out, count_flops):
-  cmd = common.thread_prefix(args.threads) + [
-      python, WORKER, "--system", system, "--audio", args.audio_path, "--out", out,
+  cmd = common.thread_prefix(args.threads) + common.module_command(
+      python, "_peer_worker", "--system", system, "--audio", args.audio_path, "--out", out,
       "--threads", str(args.threads), "--warmup-seconds", str(args.warmup_seconds),
-      "--sample-rate", str(args.sample_rate), "--config", args.config]
-  cmd += [f"--override={o}" for o in args.override]
+      "--sample-rate", str(args.sample_rate), "--config", args.config)
+  cmd += args.config_overrides
   if count_flops:
     cmd.append("--count-flops")
   result = common.run_json(cmd, out, env=common.thread_env(args.threads))
@@ -131,16 +130,17 @@ def main(argv=None):
                       help="virtual environment holding torch, demucs and openunmix")
   parser.add_argument("--setup-peer-venv", action="store_true",
                       help="create --peer-venv when it does not exist")
-  parser.add_argument("--config", default=os.path.join(common.REPO_ROOT, "configs", "paper.py"),
-                      help="our model and inference settings")
-  parser.add_argument("--override", action="append", default=[],
-                      help="config override a.b=value for ours (repeatable)")
+  config_lib.add_config_arguments(parser, os.path.join(common.REPO_ROOT, "configs", "paper.py"),
+                                  what="our model and inference settings")
   parser.add_argument("--warmup-seconds", type=float, default=10.0,
                       help="untimed warm-up run length (the FLOP-counting round warms up on all)")
   parser.add_argument("--sample-rate", type=int, default=44100)
   parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n matmul peak")
   parser.add_argument("--json", help="write the results here")
-  args = parser.parse_args(argv)
+  try:
+    args, _ = config_lib.parse_args(parser, argv)
+  except config_lib.ConfigError as e:
+    parser.error(str(e))
 
   peers = [] if args.peers in ("", "none") else args.peers.split(",")
   unknown = set(peers) - set(PEERS)

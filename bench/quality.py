@@ -1,6 +1,6 @@
 """Separation quality side by side: ours and the peers, each trained for the same time.
 
-  .venv/bin/python bench/quality.py ours=configs/cpu_small.py:train.num_steps=4500 umx demucs \\
+  .venv/bin/python -m bench.quality ours=configs/cpu_small.py:train.num_steps=4500 umx demucs \\
       --train-data data/bench48 --test-data data/bench-test-fluid --minutes 60
 
 Every contender trains on the same corpus, for the same budget of training
@@ -45,25 +45,15 @@ import sys
 
 import numpy as np
 
-# This checkout's bench helpers and package (the venv may hold another
-# checkout's editable install).
-sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)),
-                os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
-import _quality_demucs  # noqa: E402
-import _quality_files as files  # noqa: E402
-import _quality_umx  # noqa: E402
-import common  # noqa: E402
-import peers  # noqa: E402
+from attnsep_jax import SAMPLE_RATE, SOURCES
+from attnsep_jax import config as config_lib
+from attnsep_jax import evaluation
+from attnsep_jax.data.musdb import DataError, TrackIndex
+from attnsep_jax.files import staged_file, write_text
+from bench import _quality_demucs, _quality_umx, common, peers
+from bench import _quality_files as files
 
-from attnsep_jax import SAMPLE_RATE, SOURCES  # noqa: E402
-from attnsep_jax import config as config_lib  # noqa: E402
-from attnsep_jax import evaluation  # noqa: E402
-from attnsep_jax.data.musdb import DataError, TrackIndex  # noqa: E402
-
-BENCH = os.path.dirname(os.path.abspath(__file__))
 TRAIN_PY = os.path.join(common.REPO_ROOT, "train.py")
-OURS_PY = os.path.join(BENCH, "_quality_ours.py")
-PEER_PY = os.path.join(BENCH, "_quality_peer.py")
 PEER_RECIPES = {"umx": _quality_umx, "demucs": _quality_demucs}
 PEER_LABELS = {"umx": "Open-Unmix", "demucs": "Demucs v2-style"}
 DEFAULT_CONTENDERS = ["ours=configs/cpu_small.py", "umx", "demucs"]
@@ -272,9 +262,9 @@ def write_job(run: Run, ctx) -> str:
 def stage_command(run: Run, stage: str, ctx) -> list[str]:
   c, job = run.contender, run.path(files.JOB_FILE)
   if c.kind != "ours":
-    return [ctx.peer_python, PEER_PY, "--job", job, "--stage", stage]
+    return common.module_command(ctx.peer_python, "_quality_peer", "--job", job, "--stage", stage)
   if stage == "separate":
-    return [sys.executable, OURS_PY, "--job", job]
+    return common.module_command(sys.executable, "_quality_ours", "--job", job)
   return ([sys.executable, TRAIN_PY, "--config", c.config_path]
           + [f"--config.{o}" for o in ours_overrides(run, ctx)] + ["--workdir", run.path("train")])
 
@@ -564,7 +554,8 @@ def plot_curves(summaries: dict, path: str, ctx) -> None:
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  with staged_file(path, "the validation curves", suffix=".png") as tmp:
+    fig.savefig(tmp, dpi=120)
   plt.close(fig)
 
 
@@ -578,8 +569,7 @@ def report(runs, ctx) -> None:
   table = markdown(summaries, references, ctx)
   plot = os.path.join(workdir, "quality.png")
   plot_curves(summaries, plot, ctx)
-  with open(os.path.join(workdir, "quality.md"), "w") as f:
-    f.write(table)
+  write_text(os.path.join(workdir, "quality.md"), table, "the quality table")
   print(table)
   args = ctx.args
   common.write_json(args.json or shown(os.path.join(workdir, "quality.json")), {

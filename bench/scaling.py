@@ -2,13 +2,13 @@
 
 Each point is a fresh process, so that its peak RSS is its own: inference of
 random noise of each length through ``attnsep_jax.inference.separate``
-(bench/_peer_worker.py, after a warm-up), and a training step at each batch
-size (bench/train_step.py).  Chunked inference should take time linear in the
+(bench._peer_worker, after a warm-up), and a training step at each batch
+size (bench.train_step).  Chunked inference should take time linear in the
 length and memory nearly flat (the model sees one batch of segments at a
 time; only the input and the output arrays grow).  Prints tables, writes JSON
 and a PNG plot.
 
-  .venv/bin/python bench/scaling.py --lengths 15,30,60,120,300,600 --batch-sizes 1,2,4,8 \\
+  .venv/bin/python -m bench.scaling --lengths 15,30,60,120,300,600 --batch-sizes 1,2,4,8 \\
       --json out/scaling.json --plot docs/img/scaling.png
 """
 
@@ -19,10 +19,8 @@ import os
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
-
-BENCH = os.path.dirname(os.path.abspath(__file__))
+from attnsep_jax import config as config_lib
+from bench import common
 
 
 def floats(text):
@@ -33,9 +31,9 @@ def inference_points(args, tmp):
   rows = []
   for seconds in args.lengths:
     out = os.path.join(tmp, f"infer_{seconds:g}.json")
-    cmd = [sys.executable, os.path.join(BENCH, "_peer_worker.py"), "--system", "ours",
-           "--seconds", str(seconds), "--warmup-seconds", "0", "--out", out,
-           "--config", args.config] + [f"--override={o}" for o in args.override]
+    cmd = common.module_command(
+        sys.executable, "_peer_worker", "--system", "ours", "--seconds", str(seconds),
+        "--warmup-seconds", "0", "--out", out, "--config", args.config, *args.config_overrides)
     r = common.run_json(cmd, out)
     rows.append({"seconds": seconds, "time_s": r["seconds"][0], "rtf": r["rtf"][0],
                  "compile_s": r["compile_s"], "rss_after_warmup_mb": r["rss_before_mb"],
@@ -51,9 +49,9 @@ def training_points(args, tmp):
   rows = []
   for batch in args.batch_sizes:
     out = os.path.join(tmp, f"train_{batch}.json")
-    cmd = [sys.executable, os.path.join(BENCH, "train_step.py"), "--config", args.config,
-           "--batch-size", str(int(batch)), "--steps", str(args.steps), "--no-flops",
-           "--json", out] + [f"--config.{o}" for o in args.override]
+    cmd = common.module_command(
+        sys.executable, "train_step", "--config", args.config, "--batch-size", str(int(batch)),
+        "--steps", str(args.steps), "--no-flops", "--json", out, *args.config_overrides)
     if args.segment_seconds:
       cmd += ["--segment-seconds", str(args.segment_seconds)]
     r = common.run_json(cmd, out)
@@ -95,17 +93,14 @@ def plot(path, infer, train):
     ax.set_ylim(bottom=0)
     ax.set_title("training step vs batch size")
   fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=110)
-  print(f"# wrote {path}", file=sys.stderr)
+  common.save_figure(fig, path, dpi=110)
+  plt.close(fig)
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--config", default=os.path.join(common.REPO_ROOT, "configs", "paper.py"))
-  parser.add_argument("--override", action="append", default=[],
-                      help="config override a.b=value (repeatable)")
+  config_lib.add_config_arguments(parser, os.path.join(common.REPO_ROOT, "configs", "paper.py"))
   parser.add_argument("--lengths", type=floats, default=floats("15,30,60,120,300,600"),
                       help="inference input lengths in seconds, comma separated ('' to skip)")
   parser.add_argument("--batch-sizes", type=floats, default=floats("1,2,4,8"),
@@ -115,7 +110,10 @@ def main(argv=None):
   parser.add_argument("--steps", type=int, default=2, help="timed training steps per point")
   parser.add_argument("--json", help="write the results here")
   parser.add_argument("--plot", help="write a PNG plot here")
-  args = parser.parse_args(argv)
+  try:
+    args, _ = config_lib.parse_args(parser, argv)
+  except config_lib.ConfigError as e:
+    parser.error(str(e))
 
   common.warn_if_busy()
   with tempfile.TemporaryDirectory() as tmp:
@@ -139,7 +137,7 @@ def main(argv=None):
   if args.plot:
     plot(args.plot, infer, train)
   common.write_json(args.json, {"machine": common.machine_info(), "config": args.config,
-                                "overrides": args.override, "inference": infer,
+                                "overrides": args.config_overrides, "inference": infer,
                                 "training": train, "summary": summary})
 
 

@@ -9,27 +9,26 @@ analysis of the compiled step and from a count of its dots and convolutions
 (which, unlike XLA, multiplies the LSTM scans by their length); achieved
 FLOP/s is reported against the float32 matmul peak measured in the same run.
 
-  .venv/bin/python bench/train_step.py --config configs/paper.py --json out/train_step.json
-  .venv/bin/python bench/train_step.py --config configs/cpu_small.py --batch-size 8
+  .venv/bin/python -m bench.train_step --config configs/paper.py --json out/train_step.json
+  .venv/bin/python -m bench.train_step --config configs/cpu_small.py --batch-size 8
+  .venv/bin/python -m bench.train_step --config configs/paper.py --no-flops \
+      --config.data.batch_size=2 --config.model.dtype=bfloat16
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import common  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-
-from attnsep_jax.config import add_config_arguments, parse_args  # noqa: E402
-from attnsep_jax.losses import separation_loss  # noqa: E402
-from attnsep_jax.models.network import build_model, count_params  # noqa: E402
+from attnsep_jax import config as config_lib
+from attnsep_jax.losses import separation_loss
+from attnsep_jax.models.network import build_model, count_params
+from bench import common
 
 
 def random_batch(batch, time, sources, seed=0):
@@ -86,7 +85,7 @@ def own_step(config, model, params, batch):
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  add_config_arguments(parser, default=os.path.join(common.REPO_ROOT, "configs", "paper.py"))
+  config_lib.add_config_arguments(parser, os.path.join(common.REPO_ROOT, "configs", "paper.py"))
   parser.add_argument("--batch-size", type=int, help="default: config.data.batch_size")
   parser.add_argument("--segment-seconds", type=float, help="default: config.data.segment_seconds")
   parser.add_argument("--step", choices=("project", "own"), default="project",
@@ -96,7 +95,10 @@ def main(argv=None):
   parser.add_argument("--no-flops", action="store_true", help="skip FLOP counting and the peak")
   parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n matmul peak")
   parser.add_argument("--json", help="write the results here")
-  args, config = parse_args(parser, argv)
+  try:
+    args, config = config_lib.parse_args(parser, argv)
+  except config_lib.ConfigError as e:
+    parser.error(str(e))
 
   common.warn_if_busy()
   model = build_model(config.model)

@@ -2,7 +2,7 @@
 
 Same architecture as the paper (densely connected U-Net, channel attention,
 dual-path transformer with a BiLSTM feed-forward); fewer, narrower blocks,
-short segments and the built-in corpus (python -m attnsep_jax.data.synth).
+short segments and the built-in corpus (python -m attnsep_jax.corpus).
 Where a choice trains better per CPU-hour it departs from configs/paper.py,
 with the measurements in docs/architecture.md ("The small recipe"):
 L1 loss instead of the relative MSE, and dense connections across scales

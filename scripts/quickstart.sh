@@ -26,7 +26,7 @@ PYTHON="${PYTHON:-.venv/bin/python}"
 
 if [ ! -f "$CORPUS/corpus.json" ] && [ ! -d "$CORPUS/train" ]; then
   echo "== generating the built-in corpus in $CORPUS (16 train/valid + 4 test tracks of 20 s)"
-  "$PYTHON" -m attnsep_jax.data.synth --out "$CORPUS" --tracks 16 --valid-tracks 4 \
+  "$PYTHON" -m attnsep_jax.corpus --out "$CORPUS" --tracks 16 --valid-tracks 4 \
     --test-tracks 4 --seconds 20 --seed 0
 fi
 

@@ -17,17 +17,17 @@ EVAL_SECONDS="${EVAL_SECONDS:-}"
 bash scripts/quickstart.sh "$@"
 
 echo "== exporting the model to $WORKDIR/export"
-.venv/bin/attnsep-export --checkpoint "$WORKDIR" --out "$WORKDIR/export" --force
+.venv/bin/attnsep export --checkpoint "$WORKDIR" --out "$WORKDIR/export" --force
 
 SONG_DIR="$(find "$CORPUS/test" -mindepth 1 -maxdepth 1 -type d | sort | head -n 1)"
 SONG="$WORKDIR/$(basename "$SONG_DIR").wav"
 cp "$SONG_DIR/mixture.wav" "$SONG"
 echo "== separating '$SONG'"
-.venv/bin/attnsep-separate "$SONG" --checkpoint "$WORKDIR/export" --out "$WORKDIR/stems" \
+.venv/bin/attnsep separate "$SONG" --checkpoint "$WORKDIR/export" --out "$WORKDIR/stems" \
   --accompaniment --force
 
 echo "== scoring the built-in test set with BSS Eval v4 (museval's metric)"
-.venv/bin/python evaluate.py --checkpoint "$WORKDIR/export" --musdb "$CORPUS" --is-wav \
+.venv/bin/attnsep evaluate --checkpoint "$WORKDIR/export" --musdb "$CORPUS" --is-wav \
   ${EVAL_SECONDS:+--seconds "$EVAL_SECONDS"} --out "$WORKDIR/museval" --force --quiet
 
 echo

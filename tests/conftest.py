@@ -32,6 +32,16 @@ def tiny_config():
 
 
 @pytest.fixture(scope="session")
+def tiny_export(tiny_config, tiny_model_and_params, tmp_path_factory):
+  """An inference export of the tiny model (separation, web and CLI tests)."""
+  from attnsep_jax.export import write_export
+  _, params = tiny_model_and_params
+  out = str(tmp_path_factory.mktemp("export") / "tiny")
+  write_export(tiny_config, params, out)
+  return out
+
+
+@pytest.fixture(scope="session")
 def tiny_model_and_params(tiny_config):
   """One initialisation of the tiny model, shared by the whole session."""
   from attnsep_jax.models.network import build_model, init_params
@@ -67,7 +77,7 @@ def train_state(train_config):
 def synth_corpus(tmp_path_factory):
   """A tiny built-in corpus, generated once per session (read-only for tests):
   3 train tracks (the last one listed for validation) + 2 test tracks of 3.5 s."""
-  from attnsep_jax.data.synth import generate_corpus
+  from attnsep_jax.corpus import generate_corpus
   root = tmp_path_factory.mktemp("data") / "synth"
   generate_corpus(str(root), tracks=3, test_tracks=2, valid_tracks=1, seconds=3.5, seed=7,
                   workers=1)

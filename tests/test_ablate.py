@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from attnsep_jax import ablate
+from attnsep_jax.ablate import cli as ablate_cli
+from attnsep_jax.ablate import report, study
 from attnsep_jax.config import apply_overrides
 
 
@@ -15,15 +16,15 @@ def test_two_variant_study_resumes_and_reports(synth_corpus, tiny_config, repo_r
   workdir = str(tmp_path / "study")
   ablation = os.path.join(repo_root, "configs", "ablations", "no_channel_attention.py")
   base_file = os.path.join(repo_root, "configs", "tiny.py")
-  common = ["--base", base_file, "--ablations", ablation, "--data", synth_corpus,
+  common = ["--config", base_file, "--ablations", ablation, "--data", synth_corpus,
             "--workdir", workdir, "--test-seconds", "1.0",
-            "--set", "train.eval_every_steps=2", "--set", "train.checkpoint_every_steps=2"]
+            "--config.train.eval_every_steps=2", "--config.train.checkpoint_every_steps", "2"]
 
   # An interrupted study: the base finished, the variant stopped at step 2 of 4.
-  ablate.main(common + ["--steps", "4", "--only", "base"])
-  base_result = os.path.join(workdir, "base", "seed_0", ablate.RESULT_FILE)
+  ablate_cli.main(common + ["--steps", "4", "--only", "base"])
+  base_result = os.path.join(workdir, "base", "seed_0", study.RESULT_FILE)
   assert json.load(open(base_result))["num_steps"] == 4
-  variant = ablate.variant_config(
+  variant = study.variant_config(
       tiny_config, ablation, data_root=synth_corpus, steps=2, seed=0,
       overrides=["train.eval_every_steps=2", "train.checkpoint_every_steps=2"])
   from attnsep_jax.train.loop import train_and_evaluate
@@ -31,7 +32,7 @@ def test_two_variant_study_resumes_and_reports(synth_corpus, tiny_config, repo_r
   capsys.readouterr()
 
   mtime = os.path.getmtime(base_result)
-  ablate.main(common + ["--steps", "4"])
+  ablate_cli.main(common + ["--steps", "4"])
   out = capsys.readouterr().out
   assert "[base] finished earlier" in out
   assert "resumed from step 2" in out
@@ -57,7 +58,7 @@ def test_two_variant_study_resumes_and_reports(synth_corpus, tiny_config, repo_r
 
   # Another scoring protocol re-scores the trained variants without training.
   checkpoints = sorted(os.listdir(os.path.join(workdir, "base", "seed_0", "checkpoints")))
-  ablate.main([a if a != "1.0" else "0.5" for a in common] + ["--steps", "4"])
+  ablate_cli.main([a if a != "1.0" else "0.5" for a in common] + ["--steps", "4"])
   out = capsys.readouterr().out
   assert out.count("trained earlier; scoring it on the test subset") == 2
   assert "training to step" not in out
@@ -65,15 +66,17 @@ def test_two_variant_study_resumes_and_reports(synth_corpus, tiny_config, repo_r
   assert sorted(os.listdir(os.path.join(workdir, "base", "seed_0", "checkpoints"))) == checkpoints
 
   # A finished variant trained with another config is an error, not a result.
-  with pytest.raises(SystemExit):
-    ablate.main(common + ["--steps", "4", "--only", "base", "--set", "optim.learning_rate=0.5"])
-  assert "optim.learning_rate" in capsys.readouterr().err
+  assert ablate_cli.main(common + ["--steps", "4", "--only", "base",
+                                   "--config.optim.learning_rate=0.5"]) == 1
+  err = capsys.readouterr().err
+  assert "optim.learning_rate" in err
+  assert err.startswith("attnsep ablate: error: ") and err.count("\n") == 1
   assert json.load(open(base_result))["test_seconds"] == 0.5
 
   # --report-only tabulates without training anything; with --museval it
   # scores the finished variants with BSS Eval v4 first.
   os.remove(os.path.join(workdir, "ablations.md"))
-  ablate.main(["--workdir", workdir, "--report-only", "--museval"])
+  ablate_cli.main(["--workdir", workdir, "--report-only", "--museval"])
   out = capsys.readouterr().out
   assert "| base |" in out and "[base] scoring the test subset with museval" in out
   table = open(os.path.join(workdir, "ablations.md")).read()
@@ -92,7 +95,7 @@ def test_summary_statistics_by_hand():
                          for i, v in enumerate(values)}}
   results = {"base": [result(0, [1.0, 2.0, 3.0])],
              "better": [result(0, [2.0, 3.0, 4.0]), result(1, [2.0, 3.0, 6.0])]}
-  summary = ablate.summarize(results)
+  summary = report.summarize(results)
   assert summary["base"]["sdr_avg"] == pytest.approx(2.0)
   # seeds: means 3.0 and 3.667 -> mean 3.333, std 0.333
   assert summary["better"]["sdr_avg"] == pytest.approx(10 / 3)
@@ -109,22 +112,38 @@ def test_museval_table_leaves_out_unscored_variants_and_selected_step():
   results = {"base": [{"seed": 0, "num_steps": 1, "params": 1, "test_sdr": scores,
                        "museval_sdr": scores}],
              "other": [{"seed": 0, "num_steps": 1, "params": 1, "test_sdr": scores}]}
-  assert set(ablate.summarize(results)) == {"base", "other"}
-  assert set(ablate.summarize(results, metric="museval_sdr")) == {"base"}
+  assert set(report.summarize(results)) == {"base", "other"}
+  assert set(report.summarize(results, metric="museval_sdr")) == {"base"}
   # The best validation SDR wins; ties go to the earlier step; NaN never wins.
-  assert ablate.selected_step([(250, 0.5), (500, 1.5), (750, 1.5), (1000, float("nan"))]) == 500
-  assert ablate.selected_step([]) is None
+  assert study.selected_step([(250, 0.5), (500, 1.5), (750, 1.5), (1000, float("nan"))]) == 500
+  assert study.selected_step([]) is None
 
 
-def test_unknown_variant_is_an_error(repo_root, tmp_path):
-  with pytest.raises(SystemExit):
-    ablate.main(["--base", os.path.join(repo_root, "configs", "tiny.py"), "--ablations",
-                 os.path.join(repo_root, "configs", "ablations"), "--workdir",
-                 str(tmp_path), "--only", "nonexistent"])
+def test_unknown_variant_is_an_error(repo_root, tmp_path, capsys):
+  assert ablate_cli.main(["--config", os.path.join(repo_root, "configs", "tiny.py"),
+                          "--ablations", os.path.join(repo_root, "configs", "ablations"),
+                          "--workdir", str(tmp_path), "--only", "nonexistent"]) == 1
+  err = capsys.readouterr().err
+  assert err.startswith("attnsep ablate: error: unknown variant(s) nonexistent")
+  assert err.count("\n") == 1
+
+
+def test_bad_override_and_missing_config_are_one_line_errors(repo_root, tmp_path, capsys):
+  tiny = os.path.join(repo_root, "configs", "tiny.py")
+  assert ablate_cli.main(["--config", tiny, "--workdir", str(tmp_path),
+                          "--config.model.nope=1"]) == 1
+  assert "unknown config field 'model.nope'" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as exit_info:   # a usage error: argparse's exit status
+    ablate_cli.main(["--workdir", str(tmp_path)])
+  assert exit_info.value.code == 2
+  assert "--config is required unless --report-only" in capsys.readouterr().err
+  assert ablate_cli.main(["--workdir", str(tmp_path), "--report-only"]) == 1
+  assert capsys.readouterr().err == (
+      f"attnsep ablate: error: no finished variants under {tmp_path}\n")
 
 
 def test_minutes_budget_reaches_the_config(tiny_config):
-  config = ablate.variant_config(tiny_config, None, data_root=None, steps=100, seed=1,
+  config = study.variant_config(tiny_config, None, data_root=None, steps=100, seed=1,
                                  minutes=1.5)
   assert config.train.time_budget_seconds == 90.0 and config.train.num_steps == 100
   assert config.seed == config.data.seed == 1

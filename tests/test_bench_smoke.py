@@ -1,4 +1,4 @@
-"""Smoke runs of bench/peers.py, train_step.py, scaling.py, bsseval.py and quality.py.
+"""Smoke runs of bench.peers, train_step, scaling, bsseval and quality.
 
 Tiny model, a few seconds of audio, our side only (no peer venv needed): the
 scripts run end to end and write what they promise.  No timing is asserted;
@@ -24,25 +24,27 @@ def run_script(name, *args, expect_rc=0):
   env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache, ATTNSEP_JAX_CACHE=cache,
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-  proc = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "bench", name), *args],
+  proc = subprocess.run([sys.executable, "-m", f"bench.{name}", *args], cwd=REPO_ROOT,
                         env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == expect_rc, proc.stderr[-3000:]
   return proc
 
 
-@pytest.mark.parametrize("name", ["peers.py", "train_step.py", "scaling.py", "bsseval.py",
-                                  "quality.py"])
+@pytest.mark.parametrize("name", ["peers", "train_step", "scaling", "bsseval", "quality",
+                                  "loader"])
 def test_help(name):
   assert "usage" in run_script(name, "--help").stdout
 
 
 def test_peers_ours_only_without_peer_venv(tmp_path):
   out = tmp_path / "peers.json"
-  proc = run_script("peers.py", "--config", TINY, "--seconds", "1.5", "--rounds", "1",
+  proc = run_script("peers", "--config", TINY, "--seconds", "1.5", "--rounds", "1",
                     "--warmup-seconds", "0.5", "--matmul-size", "128",
-                    "--peer-venv", str(tmp_path / "absent"), "--json", str(out))
+                    "--peer-venv", str(tmp_path / "absent"), "--json", str(out),
+                    "--config.inference.batch_size", "1")
   assert "measuring our side only" in proc.stderr
   result = json.loads(out.read_text())
+  assert result["runs"]["ours"][0]["options"]["batch_size"] == 1   # the override reached ours
   (ours,) = result["summary"]
   assert ours["system"] == "ours" and ours["RTF median"] > 0
   assert result["ours_efficiency"]["matmul_gflop_per_call"] > 0
@@ -51,7 +53,7 @@ def test_peers_ours_only_without_peer_venv(tmp_path):
 
 def test_train_step(tmp_path):
   out = tmp_path / "train.json"
-  run_script("train_step.py", "--config", TINY, "--steps", "1", "--matmul-size", "128",
+  run_script("train_step", "--config", TINY, "--steps", "1", "--matmul-size", "128",
              "--json", str(out))
   result = json.loads(out.read_text())
   assert result["step_s"] > 0 and result["compile_s"] > 0
@@ -61,9 +63,11 @@ def test_train_step(tmp_path):
 
 def test_scaling(tmp_path):
   out, png = tmp_path / "scaling.json", tmp_path / "scaling.png"
-  run_script("scaling.py", "--config", TINY, "--lengths", "1,2", "--batch-sizes", "2",
-             "--steps", "1", "--json", str(out), "--plot", str(png))
+  run_script("scaling", "--config", TINY, "--lengths", "1,2", "--batch-sizes", "2",
+             "--steps", "1", "--json", str(out), "--plot", str(png),
+             "--config.data.segment_seconds=0.5")
   result = json.loads(out.read_text())
+  assert result["training"][0]["segment_seconds"] == 0.5   # the override reached the child
   assert [r["seconds"] for r in result["inference"]] == [1.0, 2.0]
   assert result["training"][0]["step_s"] > 0
   assert png.stat().st_size > 0
@@ -72,7 +76,7 @@ def test_scaling(tmp_path):
 def test_bsseval_ours_only_on_synthetic_stems(tmp_path):
   out = tmp_path / "bsseval.json"
   # Every core: no taskset, the child keeps the tests' CPU affinity.
-  proc = run_script("bsseval.py", "--lengths", "1.5", "--threads", str(os.cpu_count()),
+  proc = run_script("bsseval", "--lengths", "1.5", "--threads", str(os.cpu_count()),
                     "--no-museval",
                     "--corpus", str(tmp_path / "absent"), "--warmup-seconds", "1",
                     "--json", str(out))
@@ -87,7 +91,7 @@ def test_quality_ours_only(tmp_path, synth_corpus):
   args = ["ours=" + TINY, "--train-data", synth_corpus, "--test-data", synth_corpus,
           "--minutes", "0.05", "--test-seconds", "1", "--test-tracks", "1",
           "--workdir", str(workdir)]
-  proc = run_script("quality.py", *args)
+  proc = run_script("quality", *args)
   result = json.loads((workdir / "quality.json").read_text())
   ours = result["contenders"]["ours"]
   values = [ours["sdr_avg"], *ours["sdr"].values()]
@@ -106,10 +110,10 @@ def test_quality_ours_only(tmp_path, synth_corpus):
   assert (workdir / "quality.png").stat().st_size > 0
 
   # Finished work is not redone; a changed training setting is refused.
-  again = run_script("quality.py", *args)
+  again = run_script("quality", *args)
   assert "trained and separated earlier" in again.stderr
   assert json.loads((workdir / "quality.json").read_text())["contenders"]["ours"]["sdr"] == ours["sdr"]
-  refused = run_script("quality.py", *args, "--seeds", "0", "--minutes", "0.1", expect_rc=2)
+  refused = run_script("quality", *args, "--seeds", "0", "--minutes", "0.1", expect_rc=2)
   assert refused.stderr.count("\n") == 1 and "trained with other settings" in refused.stderr
 
 
@@ -118,7 +122,7 @@ def test_quality_bad_input(tmp_path, synth_corpus):
                         (["umx", "--peer-venv", str(tmp_path / "absent")], "no peer venv"),
                         (["ours=" + TINY, "--train-data", str(tmp_path / "absent")],
                          "corpus root does not exist")]:
-    proc = run_script("quality.py", *args, "--test-data", synth_corpus,
+    proc = run_script("quality", *args, "--test-data", synth_corpus,
                       *(["--train-data", synth_corpus] if "--train-data" not in args else []),
                       "--workdir", str(tmp_path / "q"), expect_rc=2)
     assert proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
@@ -127,8 +131,7 @@ def test_quality_bad_input(tmp_path, synth_corpus):
 def test_quality_validation_sdr_is_the_training_loops():
   import numpy as np
   from attnsep_jax.metrics import utterance_sdr
-  sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
-  import _quality_files
+  from bench import _quality_files
   rng = np.random.default_rng(0)
   references = rng.standard_normal((4, 1000, 2)).astype(np.float32)
   estimates = references + 0.3 * rng.standard_normal((4, 1000, 2)).astype(np.float32)
@@ -137,8 +140,7 @@ def test_quality_validation_sdr_is_the_training_loops():
 
 
 def _quality_module():
-  sys.path.insert(0, os.path.join(REPO_ROOT, "bench"))
-  import quality
+  from bench import quality
   return quality
 
 

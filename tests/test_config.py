@@ -60,3 +60,19 @@ def test_json_round_trip(repo_root):
   config = load_config(os.path.join(repo_root, "configs", "paper.py"))
   assert from_json(to_json(config)).to_dict() == config.to_dict()
   assert apply_overrides(config, []).to_dict() == config.to_dict()
+
+
+def test_parse_args_raises_config_errors_and_exits_on_usage_errors(repo_root, capsys):
+  import argparse
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--config")
+  tiny = os.path.join(repo_root, "configs", "tiny.py")
+  with pytest.raises(ConfigError, match="unknown config field 'model.nope'"):
+    parse_args(parser, ["--config", tiny, "--config.model.nope=1"])
+  with pytest.raises(ConfigError, match="not found"):
+    parse_args(parser, ["--config", "/nonexistent/config.py"])
+  for argv, message in [(["--config", tiny, "--config.seed"], "--config.seed needs a value"),
+                        (["--config.seed=1"], "overrides need --config FILE")]:
+    with pytest.raises(SystemExit):
+      parse_args(parser, argv)
+    assert message in capsys.readouterr().err

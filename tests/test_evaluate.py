@@ -1,4 +1,5 @@
-"""evaluate.py: BSS Eval numbers equal a direct museval call (both backends); tables; resume."""
+"""evaluate.py and separate_and_score: BSS Eval numbers equal a direct museval call (both
+backends); tables, pictures, resume; silent stems."""
 
 import json
 import os
@@ -10,7 +11,8 @@ import pytest
 
 from attnsep_jax import SOURCES
 from attnsep_jax.bsseval.check import TOLERANCE_DB
-from attnsep_jax.evaluation import aggregate, oracle_irm, track_medians
+from attnsep_jax.evaluation import (aggregate, oracle_irm, score_track, separate_and_score,
+                                    track_medians)
 from attnsep_jax.export import write_export
 from attnsep_jax.inference import separate
 
@@ -70,10 +72,21 @@ def test_scores_equal_a_direct_museval_eval_mus_track(synth_corpus, export_dir, 
     assert results["oracle_irm"]["median"][source]["SDR"] > \
         results["mixture"]["median"][source]["SDR"]
 
-  # Resume: everything is scored, so a second run only tabulates.
+  # The pictures: written, non-empty PNGs, listed in results.md and in the summary.
+  pictures = [os.path.join("plots", "sdr_per_track.png"),
+              os.path.join("plots", f"spectrograms-{track.name.replace(' ', '_')}.png")]
+  for picture in pictures:
+    with open(os.path.join(out, picture), "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(f.name) > 10_000
+    assert f"]({picture})" in table and f"  {picture}: " in printed.out
+
+  # Resume: everything is scored, so a second run only tabulates (and draws
+  # the SDR plot again, from the scores).
   mtime = os.path.getmtime(model_json)
+  spectrograms_mtime = os.path.getmtime(os.path.join(out, pictures[1]))
   assert evaluate_cli.main(args) == 0
   assert os.path.getmtime(model_json) == mtime
+  assert os.path.getmtime(os.path.join(out, pictures[1])) == spectrograms_mtime
 
   # museval itself, in a worker process: the same JSON as the direct call.
   assert evaluate_cli.main(args + ["--backend", "museval", "--no-references", "--force"]) == 0
@@ -84,7 +97,9 @@ def test_scores_equal_a_direct_museval_eval_mus_track(synth_corpus, export_dir, 
 def test_bad_arguments_are_one_line_errors(synth_corpus, export_dir, tmp_path, capsys):
   assert evaluate_cli.main(["--checkpoint", str(tmp_path / "none"), "--musdb",
                             synth_corpus, "--is-wav"]) == 1
-  assert "does not exist" in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert err.startswith("attnsep evaluate: error: ") and "does not exist" in err
+  assert len(err.strip().splitlines()) == 1
   assert evaluate_cli.main(["--checkpoint", export_dir, "--musdb", synth_corpus,
                             "--is-wav", "--tracks", "No Such Song"]) == 1
   assert "No Such Song" in capsys.readouterr().err
@@ -114,3 +129,30 @@ def test_oracle_irm_recovers_disjoint_sources():
   assert estimates.shape == sources.shape
   error = np.abs(estimates[:, 2000:-2000] - sources[:, 2000:-2000]).max()
   assert error < 0.05
+
+
+def test_separate_and_score_yields_estimates_scores_and_metrics(tiny_config,
+                                                               tiny_model_and_params):
+  from attnsep_jax.metrics import utterance_sdr
+  model, params = tiny_model_and_params
+  rng = np.random.default_rng(0)
+  sources = (0.1 * rng.normal(size=(4, 44100 + 500, 2))).astype(np.float32)
+  silent = sources.copy()
+  silent[3] = 0.0   # no vocals: BSS Eval is undefined, the other metrics are not
+  tracks = [("noise", sources.sum(axis=0), sources), ("no vocals", silent.sum(axis=0), silent)]
+  results = list(separate_and_score(model, params, tracks, sample_rate=44100,
+                                    inference=tiny_config.inference,
+                                    metrics={"usdr": utterance_sdr}))
+  assert [r.name for r in results] == ["noise", "no vocals"]
+  first, second = results
+  expected = separate(model, params, tracks[0][1], sample_rate=44100, **tiny_config.inference)
+  np.testing.assert_array_equal(first.estimates, expected)
+  assert first.museval_json() == score_track("noise", sources, expected, 44100)
+  np.testing.assert_allclose(first.metrics["usdr"], utterance_sdr(sources, expected))
+  assert first.bss_sdr().shape == (4,) and np.all(np.isfinite(first.bss_sdr()))
+  assert second.bss is None and "silent reference stem(s) vocals" in second.bss_error
+  assert np.all(np.isnan(second.bss_sdr())) and second.metrics["usdr"].shape == (4,)
+  with pytest.raises(ValueError, match="no BSS Eval scores"):
+    second.museval_json()
+  floor = next(separate_and_score(None, None, tracks[:1], sample_rate=44100, method="mixture"))
+  np.testing.assert_array_equal(floor.estimates, np.broadcast_to(tracks[0][1], sources.shape))

@@ -1,4 +1,5 @@
-"""attnsep-export and attnsep-separate: round trips, formats, and bad input."""
+"""attnsep export and attnsep separate: round trips, formats, ffmpeg input, --jobs, a full
+disk, and bad input."""
 
 import json
 import os
@@ -8,18 +9,9 @@ import pytest
 import soundfile as sf
 
 from attnsep_jax import SOURCES
-from attnsep_jax.config import apply_overrides
-from attnsep_jax.export import ModelLoadError, export, load_model, write_export
+from attnsep_jax.export import ModelLoadError, export, load_model
 from attnsep_jax.inference import separate
 from attnsep_jax.separate import main as separate_main
-
-
-@pytest.fixture(scope="module")
-def tiny_export(tiny_config, tiny_model_and_params, tmp_path_factory):
-  _, params = tiny_model_and_params
-  out = str(tmp_path_factory.mktemp("export") / "tiny")
-  write_export(tiny_config, params, out)
-  return out
 
 
 def _song(path, seconds=0.7, rate=44100, channels=2, seed=0):
@@ -177,7 +169,7 @@ def test_bad_inputs_fail_one_by_one(tiny_export, tmp_path, capsys):
                       (garbage, "cannot read audio"), (random_mp3, "not in an audio format"),
                       (truncated, "truncated: its header promises 0.30 s"),
                       (folder, "folder with no audio files"), (missing, "no such file")]:
-    lines = [l for l in err.splitlines() if l.startswith(path + ":")]
+    lines = [l for l in err.splitlines() if l.startswith(f"attnsep separate: error: {path}:")]
     assert len(lines) == 1 and words in lines[0], (path, err)
   assert "does not exist" not in err
   assert "8 of 9 songs failed" in err
@@ -190,4 +182,101 @@ def test_bad_checkpoint_exits_with_one_line(tmp_path, capsys):
   _song(song, seconds=0.1)
   assert separate_main([song, "--checkpoint", str(tmp_path / "nope"), "--out",
                         str(tmp_path / "o")]) == 1
-  assert "does not exist" in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert err.startswith("attnsep separate: error: ") and "does not exist" in err
+  assert len(err.strip().splitlines()) == 1
+
+
+def test_m4a_input_through_ffmpeg_and_a_progress_callback(tiny_export, tiny_config,
+                                                          tiny_model_and_params, tmp_path):
+  import subprocess
+
+  from attnsep_jax.audio import read_audio
+  from attnsep_jax.separate import separate_file
+  model, params = tiny_model_and_params
+  song = str(tmp_path / "tone.m4a")
+  subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i",
+                  "sine=frequency=330:duration=0.6:sample_rate=44100", "-ac", "2",
+                  "-c:a", "aac", song], check=True)
+  fractions, settings = [], {**tiny_config.inference, "batch_size": 1}
+  targets = separate_file(song, str(tmp_path / "out"), model, params, tiny_config,
+                          inference=settings, progress=fractions.append)
+  decoded, _ = read_audio(song)
+  expected = separate(model, params, decoded, sample_rate=44100, **settings)
+  for index, name in enumerate(SOURCES):
+    stem, rate = sf.read(targets[name], dtype="float32")
+    assert rate == 44100 and stem.shape == decoded.shape
+    np.testing.assert_allclose(stem, expected[index], atol=1e-6)
+  assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) > 1
+
+
+def _stderr_lines(text):
+  """What a run says of its songs: everything but the timing of the summary."""
+  return [line for line in text.splitlines() if not line.startswith("separated ")]
+
+
+def test_jobs_give_the_same_stems_and_summary(tiny_export, tmp_path, capsys):
+  songs = [str(tmp_path / "a.wav"), str(tmp_path / "bad.wav"), str(tmp_path / "b.flac")]
+  _song(songs[0], seconds=0.6)
+  open(songs[1], "wb").write(b"RIFF not audio")
+  _song(songs[2], seconds=0.4, rate=22050, seed=1)
+  runs = {}
+  for jobs in (1, 2):
+    out = str(tmp_path / f"out{jobs}")
+    assert separate_main(songs + ["--checkpoint", tiny_export, "--out", out, "--quiet",
+                                  "--jobs", str(jobs)]) == 1
+    runs[jobs] = (out, capsys.readouterr())
+  (out1, said1), (out2, said2) = runs[1], runs[2]
+  assert _stderr_lines(said1.err) == _stderr_lines(said2.err)
+  assert f"attnsep separate: error: {songs[1]}: cannot read audio" in said2.err
+  assert "1 of 3 songs failed" in said2.err
+  assert "separated 2 of 3 songs" in said2.err
+  for song in ("a", "b"):   # the samples bit for bit (float wav headers hold a time stamp)
+    for name in SOURCES:
+      one, _ = sf.read(os.path.join(out1, song, f"{name}.wav"), dtype="float32")
+      two, _ = sf.read(os.path.join(out2, song, f"{name}.wav"), dtype="float32")
+      np.testing.assert_array_equal(one, two)
+
+
+def test_a_full_disk_stops_the_run_and_keeps_earlier_stems(tiny_export, tmp_path, capsys,
+                                                           monkeypatch):
+  import errno
+
+  from attnsep_jax.stems import StemWriter
+  songs = [str(tmp_path / f"{name}.wav") for name in ("a", "b", "c")]
+  for seed, song in enumerate(songs):
+    _song(song, seconds=0.6, seed=seed)
+  out = str(tmp_path / "out")
+  write = StemWriter.write
+
+  def write_until_b_fills_the_disk(self, name, audio, last=False):
+    if os.sep + "b" + os.sep in next(iter(self.paths.values())):
+      self.calls = getattr(self, "calls", 0) + 1
+      if self.calls == 3:   # b's drums and bass are partly on disk; "other" fails
+        raise OSError(errno.ENOSPC, "No space left on device")
+    write(self, name, audio, last)
+
+  monkeypatch.setattr(StemWriter, "write", write_until_b_fills_the_disk)
+  args = songs + ["--checkpoint", tiny_export, "--out", out, "--quiet"]
+  assert separate_main(args) == 1
+  err = capsys.readouterr().err
+  lines = [line for line in err.splitlines()
+           if line.startswith(f"attnsep separate: error: {songs[1]}: ")]
+  assert len(lines) == 1, err
+  for words in ("cannot write the other stem of 'b'", os.path.join(out, "b", "other.wav"),
+                "no space left on device (about", " needed", "intact", "--skip-existing"):
+    assert words in lines[0]
+  assert f"attnsep separate: error: {songs[2]}: not attempted: the disk is full" in err
+  leftovers = [os.path.join(d, f) for d, _, names in os.walk(out) for f in names
+               if f.startswith(".")]
+  assert leftovers == []
+  assert sorted(os.listdir(os.path.join(out, "a"))) == sorted(f"{s}.wav" for s in SOURCES)
+  assert not os.path.exists(os.path.join(out, "b")) or os.listdir(os.path.join(out, "b")) == []
+
+  # Space freed: --skip-existing goes on where the run stopped.
+  monkeypatch.setattr(StemWriter, "write", write)
+  before = os.path.getmtime(os.path.join(out, "a", "drums.wav"))
+  assert separate_main(args + ["--skip-existing"]) == 0
+  assert "skipped 1 whose stems exist" in capsys.readouterr().err
+  assert os.path.getmtime(os.path.join(out, "a", "drums.wav")) == before
+  assert os.path.exists(os.path.join(out, "c", "vocals.wav"))

@@ -103,7 +103,7 @@ def test_corrupt_latest_falls_back_to_previous(tmp_path, train_config, train_sta
   ckpt = Checkpointer(tmp_path)
   with pytest.raises(CheckpointError, match="checkpoint .*4"):
     ckpt.restore(4, _abstract(train_config))
-  step, tree, meta = ckpt.restore_latest_good(_abstract)
+  step, tree, meta, _ = ckpt.restore_good(_abstract)
   assert step == 2 and meta["step"] == 2
   assert _equal(tree, _host_tree(train_state, 2))
   # The bad one is moved aside, so a later save of step 4 does not collide.
@@ -123,7 +123,7 @@ def test_save_killed_midway_leaves_previous_restorable(tmp_path, train_config, t
   _damage(partial, "truncate")
   ckpt = Checkpointer(tmp_path)
   assert ckpt.all_steps() == [2, 4]
-  step, tree, _ = ckpt.restore_latest_good(_abstract)
+  step, tree, _, _ = ckpt.restore_good(_abstract)
   assert step == 4 and _equal(tree, _host_tree(train_state, 4))
   assert not os.path.exists(partial)   # cleaned up when the manager opened
   assert ckpt.save(6, _host_tree(train_state, 6), train_config)

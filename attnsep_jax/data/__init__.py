@@ -3,7 +3,7 @@
 * ``musdb``: ``TrackIndex`` over MUSDB18 / MUSDB18-HQ / MUSDB-layout folders.
 * ``augment``: pure NumPy augmentations (remix, gain, channel swap, polarity, shift).
 * ``loader``: ``ChunkLoader`` (config.data), ``validation_tracks``, ``shard_for_devices``.
-* ``synth``: the built-in corpus generator (``python -m attnsep_jax.data.synth``).
+* The built-in corpus generator is ``attnsep_jax.corpus`` (``attnsep corpus``).
 
 See docs/data.md.
 """

@@ -1,5 +1,6 @@
 """Encoder: downsampling blocks, densely connected within or across scales."""
 
+import dataclasses
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -49,6 +50,30 @@ def group_norm(groups: int, dtype: Any, name: str):
   return nn.GroupNorm(num_groups=groups, dtype=dtype, name=name)
 
 
+@dataclasses.dataclass(frozen=True)
+class BlockSettings:
+  """What every U-Net block shares, declared once and passed by name.
+
+  Attributes:
+    kernel_size: width of the down/upsampling convs, in the faster rate's frames.
+    stride: down/upsampling factor between neighbouring scales.
+    depthwise_kernel_size: width of the encoder's depthwise conv, in frames.
+    decoder_kernel_size: width of the decoder's conv after upsampling, in frames.
+    leaky_relu_slope: negative slope of the LeakyReLUs.
+    channel_attention: squeeze-excitation on each block's output.
+    attention_reduction: channels / hidden width of the attention gate.
+    dtype: compute dtype.
+  """
+  kernel_size: int = 8
+  stride: int = 4
+  depthwise_kernel_size: int = 3
+  decoder_kernel_size: int = 3
+  leaky_relu_slope: float = 0.01
+  channel_attention: bool = True
+  attention_reduction: int = 8
+  dtype: Any = jnp.float32
+
+
 class EncoderBlock(nn.Module):
   """Conv1d (downsampling) -> GLU -> depthwise-separable conv -> LeakyReLU.
 
@@ -59,51 +84,39 @@ class EncoderBlock(nn.Module):
 
   Attributes:
     channels: output channels of the block.
-    kernel_size: width of the downsampling conv, in input frames.
-    stride: downsampling factor (input frames per output frame).
-    depthwise_kernel_size: width of the depthwise conv, in output frames.
+    settings: the shared kernel sizes, stride, slope, attention and dtype.
     dense_layers: depthwise-separable layers, densely connected when > 1.
-    leaky_relu_slope: negative slope of the LeakyReLU.
     norm_groups: GroupNorm groups after the downsampling and pointwise convs
       (0: no normalisation).
-    channel_attention: apply squeeze-excitation to the block's output.
-    attention_reduction: channels / hidden width of the attention gate.
-    dtype: compute dtype.
   """
   channels: int
-  kernel_size: int = 8
-  stride: int = 4
-  depthwise_kernel_size: int = 3
+  settings: BlockSettings = BlockSettings()
   dense_layers: int = 1
-  leaky_relu_slope: float = 0.01
   norm_groups: int = 0
-  channel_attention: bool = True
-  attention_reduction: int = 8
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    s = self.settings
     # x: (batch, frames, in_channels) -> (batch, frames / stride, channels)
-    x = nn.Conv(2 * self.channels, (self.kernel_size,), strides=(self.stride,),
-                padding=[same_length_padding(self.kernel_size, self.stride)],
-                dtype=self.dtype, name="downsample")(x)
-    x = glu(group_norm(self.norm_groups, self.dtype, "downsample_norm")(x))
+    x = nn.Conv(2 * self.channels, (s.kernel_size,), strides=(s.stride,),
+                padding=[same_length_padding(s.kernel_size, s.stride)],
+                dtype=s.dtype, name="downsample")(x)
+    x = glu(group_norm(self.norm_groups, s.dtype, "downsample_norm")(x))
     features = [x]
     for index in range(self.dense_layers):
       suffix = "" if self.dense_layers == 1 else f"_{index}"
       h = jnp.concatenate(features, axis=-1) if index else x
-      h = DepthwiseConv1d(self.depthwise_kernel_size, dtype=self.dtype,
+      h = DepthwiseConv1d(s.depthwise_kernel_size, dtype=s.dtype,
                           name=f"depthwise{suffix}")(h)
-      h = nn.Dense(self.channels, dtype=self.dtype, name=f"pointwise{suffix}")(h)
-      h = group_norm(self.norm_groups, self.dtype, f"pointwise_norm{suffix}")(h)
-      features.append(nn.leaky_relu(h, self.leaky_relu_slope))
+      h = nn.Dense(self.channels, dtype=s.dtype, name=f"pointwise{suffix}")(h)
+      h = group_norm(self.norm_groups, s.dtype, f"pointwise_norm{suffix}")(h)
+      features.append(nn.leaky_relu(h, s.leaky_relu_slope))
     x = features[-1]
     if self.dense_layers > 1:
-      x = nn.Dense(self.channels, dtype=self.dtype, name="transition")(
+      x = nn.Dense(self.channels, dtype=s.dtype, name="transition")(
           jnp.concatenate(features, axis=-1))
-    if self.channel_attention:
-      x = ChannelAttention(self.attention_reduction, dtype=self.dtype,
-                           name="channel_attention")(x)
+    if s.channel_attention:
+      x = ChannelAttention(s.attention_reduction, dtype=s.dtype, name="channel_attention")(x)
     return x
 
 
@@ -119,16 +132,14 @@ class Encoder(nn.Module):
 
   Attributes:
     channels: output channels of each block, shallow to deep.
-    block: keyword arguments shared by every ``EncoderBlock`` (kernel sizes,
-      stride, slopes, attention, dtype), except ``channels``,
-      ``dense_layers`` and ``norm_groups``.
+    settings: what every block shares (kernel sizes, stride, slope, attention, dtype).
     dense_connections: "within_scale", "cross_scale" or "none".
     dense_layers: layers of each within-scale dense block.
     norm_groups: GroupNorm groups in blocks ``norm_starts`` and deeper.
     norm_starts: index of the first normalised block.
   """
   channels: Sequence[int]
-  block: dict
+  settings: BlockSettings = BlockSettings()
   dense_connections: str = "within_scale"
   dense_layers: int = 2
   norm_groups: int = 0
@@ -137,7 +148,7 @@ class Encoder(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> list[jnp.ndarray]:
     # x: (batch, time, audio_channels), time a multiple of stride**depth.
-    stride = self.block["stride"]
+    stride = self.settings.stride
     mode = dense_mode(self.dense_connections)
     features = [x]
     for index, channels in enumerate(self.channels):
@@ -148,7 +159,7 @@ class Encoder(nn.Module):
       else:
         block_input = features[-1]
       features.append(EncoderBlock(
-          channels=channels, **self.block,
+          channels=channels, settings=self.settings,
           dense_layers=self.dense_layers if mode == "within_scale" else 1,
           norm_groups=self.norm_groups if index >= self.norm_starts else 0,
           name=f"block_{index}")(block_input))

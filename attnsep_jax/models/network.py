@@ -10,7 +10,7 @@ import numpy as np
 
 from attnsep_jax.models.decoder import Decoder
 from attnsep_jax.models.dual_path import BiLSTMSeparator, DualPathSeparator
-from attnsep_jax.models.encoder import Encoder
+from attnsep_jax.models.encoder import BlockSettings, Encoder
 
 SEPARATORS = ("dual_path", "bilstm", "none")
 
@@ -122,13 +122,14 @@ class AttnSepNet(nn.Module):
     x = jnp.pad(x, ((0, 0), (0, self.valid_length(time) - time), (0, 0)))
     x = x.astype(dtype)
 
-    shared = dict(kernel_size=self.kernel_size, stride=self.stride,
-                  leaky_relu_slope=self.leaky_relu_slope,
-                  channel_attention=self.channel_attention,
-                  attention_reduction=self.attention_reduction, dtype=dtype)
+    settings = BlockSettings(
+        kernel_size=self.kernel_size, stride=self.stride,
+        depthwise_kernel_size=self.depthwise_kernel_size,
+        decoder_kernel_size=self.decoder_kernel_size, leaky_relu_slope=self.leaky_relu_slope,
+        channel_attention=self.channel_attention,
+        attention_reduction=self.attention_reduction, dtype=dtype)
     norm = dict(norm_groups=self.norm_groups, norm_starts=self.norm_starts)
-    skips = Encoder(self.channels, dict(shared, depthwise_kernel_size=self.depthwise_kernel_size),
-                    dense_connections=self.dense_connections,
+    skips = Encoder(self.channels, settings, dense_connections=self.dense_connections,
                     dense_layers=self.dense_layers, **norm, name="encoder")(x)
     x = skips[-1]                                          # (batch, frames, C_N)
     if self.separator == "dual_path":
@@ -141,8 +142,7 @@ class AttnSepNet(nn.Module):
           remat=self.remat_separator, dtype=dtype, name="separator")(x, not train)
     elif self.separator == "bilstm":
       x = BiLSTMSeparator(self.separator_dim, dtype=dtype, name="separator")(x)
-    x = Decoder(self.channels, self.num_sources * audio_channels,
-                dict(shared, decoder_kernel_size=self.decoder_kernel_size), **norm,
+    x = Decoder(self.channels, self.num_sources * audio_channels, settings, **norm,
                 name="decoder")(x, skips)
     x = x[:, :time].astype(jnp.float32)                    # (batch, time, S*C)
     # (batch, time, S*C) -> (batch, S, time, C)

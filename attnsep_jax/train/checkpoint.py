@@ -17,13 +17,16 @@ one is used.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import glob
 import json
 import logging
 import os
 import shutil
 import time
 import zlib
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
 import jax
 import ml_collections
@@ -31,6 +34,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from attnsep_jax import config as config_lib
+from attnsep_jax.files import WriteError, free_bytes, write_error
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,14 @@ NON_IDENTITY_FIELDS = ("data.root", "data.num_workers", "data.prefetch_batches")
 
 class CheckpointError(ValueError):
   """A missing, corrupt or foreign checkpoint; the message says which and why."""
+
+
+class Restored(NamedTuple):
+  """A verified checkpoint: its step, state tree (host arrays), meta and config."""
+  step: int
+  tree: Any
+  meta: dict
+  config: ml_collections.ConfigDict
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -143,6 +155,8 @@ class Checkpointer:
         enable_async_checkpointing=async_save)
     self.manager = ocp.CheckpointManager(self.directory, options=options,
                                          item_names=("state", "meta"))
+    self._pending = None   # (step, bytes) of the save in flight
+    self.errors = []       # why restore_good skipped checkpoints
 
   # -- queries ---------------------------------------------------------------
   def all_steps(self) -> list[int]:
@@ -173,6 +187,7 @@ class Checkpointer:
       train_seconds: training time spent up to ``step`` over every run of
         this workdir (validation excluded), for ``train.time_budget_seconds``.
     """
+    self.wait()   # a failure of the previous save is reported as its own
     if step in self.manager.all_steps():
       return False
     state_tree = jax.tree.map(np.asarray, state_tree)
@@ -184,18 +199,55 @@ class Checkpointer:
             "pending_metrics": _json_safe(pending),
             "train_seconds": train_seconds,
             "time": time.time()}
-    saved = self.manager.save(
-        step, args=ocp.args.Composite(state=ocp.args.StandardSave(state_tree),
-                                      meta=ocp.args.JsonSave(meta)),
-        metrics=_json_safe(metrics) if metrics else None, force=True)
+    self._pending = (int(step), sum(np.asarray(x).nbytes for x in jax.tree.leaves(state_tree)))
+    self._check_space(*self._pending)
+    try:
+      saved = self.manager.save(
+          step, args=ocp.args.Composite(state=ocp.args.StandardSave(state_tree),
+                                        meta=ocp.args.JsonSave(meta)),
+          metrics=_json_safe(metrics) if metrics else None, force=True)
+    except Exception as e:  # Orbax and TensorStore raise many types
+      raise self._write_failed(e) from e
     return bool(saved)
 
   def wait(self):
-    self.manager.wait_until_finished()
+    """Waits for the asynchronous save; a failed one raises WriteError."""
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:
+      raise self._write_failed(e) from e
+    self._pending = None
 
   def close(self):
-    self.manager.wait_until_finished()
-    self.manager.close()
+    try:
+      self.wait()
+    finally:
+      self.manager.close()
+
+  def _check_space(self, step: int, needed_bytes: int) -> None:
+    """Refuses a save that cannot fit before anything is written: a save that
+    fills the disk midway leaves TensorStore printing a traceback per array."""
+    free = free_bytes(self.directory)
+    if jax.process_index() == 0 and free is not None and free < needed_bytes:
+      full = OSError(errno.ENOSPC, "No space left on device")
+      raise self._write_failed(full) from None
+
+  def _write_failed(self, error: Exception) -> WriteError:
+    """Removes what the failed save left and says, in one line, what is intact."""
+    step, needed_bytes = self._pending or (None, None)
+    self._pending = None
+    for leftover in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
+      shutil.rmtree(leftover, ignore_errors=True)
+    if step is not None and os.path.isdir(self._path(step)):
+      shutil.rmtree(self._path(step), ignore_errors=True)   # never verified: unusable
+    with contextlib.suppress(Exception):
+      self.manager.reload()
+    intact = [s for s in self.all_steps() if s != step]
+    return write_error(
+        error, f"the checkpoint of step {step}", self.directory, needed_bytes,
+        intact=_intact(intact),
+        resume=("free some space and run the same command again: training resumes from "
+                f"step {intact[-1] if intact else 0}"))
 
   # -- restore ---------------------------------------------------------------
   def read_meta(self, step: int) -> dict:
@@ -211,19 +263,20 @@ class Checkpointer:
     meta["loader"] = _from_json_safe(meta.get("loader"))
     return meta
 
-  def restore(self, step: int, abstract_tree) -> tuple[Any, dict]:
+  def restore(self, step: int, abstract_tree, meta: dict | None = None) -> tuple[Any, dict]:
     """Restores and verifies one checkpoint.
 
     Args:
       step: which checkpoint.
       abstract_tree: the state tree's structure (ShapeDtypeStructs or arrays);
         optimiser states come back as their own types.
+      meta: its metadata when already read (``read_meta``).
     Returns:
       (state tree of host numpy arrays, meta dict).
     Raises:
       CheckpointError: unreadable, wrong shapes, or checksum mismatch.
     """
-    meta = self.read_meta(step)
+    meta = meta if meta is not None else self.read_meta(step)
     target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), abstract_tree)
     try:
       tree = self.manager.restore(step, args=ocp.args.Composite(
@@ -245,29 +298,69 @@ class Checkpointer:
           f"{checksum} differs from the {meta['checksum']} written with them")
     return tree, meta
 
-  def restore_latest_good(self, abstract_fn, quarantine: bool = True):
-    """The newest checkpoint that restores and verifies, or None if there is none.
+  def restore_good(self, abstract_fn: Callable[[ml_collections.ConfigDict], Any], *,
+                   step: int | None = None, prefer_best: bool = False,
+                   quarantine: bool = True,
+                   check_config: Callable[[ml_collections.ConfigDict, int], None] | None = None
+                   ) -> Restored | None:
+    """The newest (or best) checkpoint that restores and verifies: the one
+    routine training, export, separation and the ablation tool share.
+
+    Candidates are tried in order -- ``step`` alone when given; else the best
+    by validation SDR first when ``prefer_best``, then newest to oldest -- and
+    each one's metadata is read once.
 
     Args:
-      abstract_fn: config -> abstract state tree (built from the checkpoint's
-        own config, so that a foreign checkpoint fails cleanly).
+      abstract_fn: stored config -> abstract state tree (built from the
+        checkpoint's own config, so that a foreign checkpoint fails cleanly).
+      step: restore exactly this step (CheckpointError if it is not usable).
+      prefer_best: try the best checkpoint by validation SDR first.
       quarantine: move bad checkpoints to ``WORKDIR/corrupt_checkpoints`` so
-        that later saves at their step numbers do not collide with them.
+        that later saves at their step numbers do not collide with them
+        (training); False leaves the workdir untouched (readers).
+      check_config: called with (stored config, step) before restoring; may
+        raise to refuse the workdir (errors other than CheckpointError pass).
     Returns:
-      (step, state tree, meta) or None.
+      Restored(step, tree, meta, config), or None when no checkpoint is usable.
+    Raises:
+      CheckpointError: ``step`` was given and is missing or unusable.
     """
-    for step in sorted(self.all_steps(), reverse=True):
+    steps = self.all_steps()
+    if step is not None:
+      if step not in steps:
+        raise CheckpointError(f"no checkpoint for step {step} in {self.directory}; "
+                              f"available: {steps}")
+      candidates = [step]
+    else:
+      best = self.best_step() if prefer_best else None
+      candidates = [best] if best is not None else []
+      candidates += [s for s in sorted(steps, reverse=True) if s != best]
+    self.errors = []
+    for candidate in candidates:
       try:
-        meta = self.read_meta(step)
+        meta = self.read_meta(candidate)
         config = config_lib.from_json(json.dumps(meta["config"]))
-        tree, meta = self.restore(step, abstract_fn(config))
-        return step, tree, meta
       except CheckpointError as e:
-        log.warning("%s; falling back to the previous checkpoint", e)
-        print(f"WARNING: {e}; falling back to the previous checkpoint", flush=True)
-        if quarantine:
-          self._quarantine(step)
+        self._skip(candidate, e, quarantine, raise_it=step is not None)
+        continue
+      if check_config is not None:   # a refusal is not a bad checkpoint: it propagates
+        check_config(config, candidate)
+      try:
+        tree, meta = self.restore(candidate, abstract_fn(config), meta)
+      except CheckpointError as e:
+        self._skip(candidate, e, quarantine, raise_it=step is not None)
+        continue
+      return Restored(candidate, tree, meta, config)
     return None
+
+  def _skip(self, step: int, error: CheckpointError, quarantine: bool, raise_it: bool):
+    if raise_it:
+      raise error
+    self.errors.append(str(error))
+    log.warning("%s; falling back to the previous checkpoint", error)
+    if quarantine:
+      print(f"WARNING: {error}; falling back to the previous checkpoint", flush=True)
+      self._quarantine(step)
 
   def _quarantine(self, step: int):
     from attnsep_jax.train import distributed  # avoid an import cycle at load time
@@ -281,6 +374,27 @@ class Checkpointer:
 
   def _path(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
+
+
+def _intact(steps: list[int]) -> str:
+  if not steps:
+    return "no earlier checkpoint exists"
+  if len(steps) == 1:
+    return f"the checkpoint of step {steps[0]} is intact"
+  return f"the checkpoints of steps {', '.join(map(str, steps))} are intact"
+
+
+class _OrbaxErrorFilter(logging.Filter):
+  """Drops Orbax's own error logs (tracebacks from its save threads): the
+  failure they report reaches ``Checkpointer.wait``/``save``, which raise it
+  as one line."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname)
+
+
+_ORBAX_FILTER = _OrbaxErrorFilter()
+logging.getLogger("absl").addFilter(_ORBAX_FILTER)
 
 
 def _best_metric(metrics) -> float:
@@ -318,30 +432,14 @@ def restore_inference_params(workdir: str, step: int | None = None
     workdir = os.path.dirname(workdir)
   ckpt = Checkpointer(workdir, read_only=True)
   try:
-    steps = ckpt.all_steps()
-    if not steps:
+    if not ckpt.all_steps():
       raise CheckpointError(f"no checkpoints in {ckpt.directory}")
-    if step is not None:
-      if step not in steps:
-        raise CheckpointError(f"no checkpoint for step {step} in {ckpt.directory}; "
-                              f"available: {steps}")
-      candidates = [step]
-    else:
-      best = ckpt.best_step()
-      candidates = ([best] if best is not None else []) + sorted(
-          (s for s in steps if s != best), reverse=True)
-    errors = []
-    for candidate in candidates:
-      try:
-        meta = ckpt.read_meta(candidate)
-        config = config_lib.from_json(json.dumps(meta["config"]))
-        abstract = abstract_train_state(config).checkpoint_tree()
-        tree, _ = ckpt.restore(candidate, abstract)
-      except CheckpointError as e:
-        errors.append(str(e))
-        continue
-      params = tree["ema_params"] if tree["ema_params"] is not None else tree["params"]
-      return config, params
-    raise CheckpointError("no usable checkpoint: " + "; ".join(errors))
+    restored = ckpt.restore_good(lambda c: abstract_train_state(c).checkpoint_tree(),
+                                 step=step, prefer_best=True, quarantine=False)
+    if restored is None:
+      raise CheckpointError("no usable checkpoint: " + "; ".join(ckpt.errors))
+    tree = restored.tree
+    params = tree["ema_params"] if tree["ema_params"] is not None else tree["params"]
+    return restored.config, params
   finally:
     ckpt.manager.close()

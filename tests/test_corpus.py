@@ -1,16 +1,17 @@
-"""The built-in corpus: layout, exact sums, no clipping, determinism, variety, CLI."""
+"""The built-in corpus: layout, exact sums, no clipping, determinism, variety, audibility."""
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
-import pytest
 import soundfile as sf
 
-from attnsep_jax import SOURCES
-from attnsep_jax.data import synth
+from attnsep_jax import SAMPLE_RATE, SOURCES
+from attnsep_jax.corpus import generate_corpus
+from attnsep_jax.corpus.compose import MIN_PLAYING_FRACTION, _compose_once, compose, playing_fraction
+from attnsep_jax.corpus.render import default_soundfont, render_song
+from attnsep_jax.corpus.styles import STYLES
+from attnsep_jax.data.augment import rms_db
 from attnsep_jax.data.musdb import TrackIndex
 
 STEMS = ("mixture",) + SOURCES
@@ -36,7 +37,7 @@ def test_layout_and_metadata(synth_corpus):
   for track in meta["tracks"]:
     assert set(track["instruments"]) == set(SOURCES)
     assert 70 <= track["tempo_bpm"] <= 170
-    assert track["style"] in synth.STYLES
+    assert track["style"] in STYLES
 
 
 def test_mixture_is_exact_sum_and_nothing_clips(synth_corpus):
@@ -53,7 +54,7 @@ def test_mixture_is_exact_sum_and_nothing_clips(synth_corpus):
 
 def test_float_subtype_sum_is_exact(tmp_path):
   root = str(tmp_path / "f")
-  synth.generate_corpus(root, tracks=1, test_tracks=0, valid_tracks=0, seconds=1.0, seed=3,
+  generate_corpus(root, tracks=1, test_tracks=0, valid_tracks=0, seconds=1.0, seed=3,
                         subtype="FLOAT")
   index = TrackIndex(root)
   mixture, sources = index.read_track(index.all_tracks()[0])
@@ -65,7 +66,7 @@ def test_same_seed_gives_identical_files(tmp_path, synth_corpus):
   # Track numbers and the seed fix a song: regenerating 1 track of seed 7
   # reproduces the first train track of the session corpus byte for byte.
   root = str(tmp_path / "again")
-  synth.generate_corpus(root, tracks=1, test_tracks=0, valid_tracks=0, seconds=3.5, seed=7)
+  generate_corpus(root, tracks=1, test_tracks=0, valid_tracks=0, seconds=3.5, seed=7)
   name = sorted(os.listdir(os.path.join(root, "train")))[0]
   assert name == sorted(os.listdir(os.path.join(synth_corpus, "train")))[0]
   for stem in STEMS:
@@ -75,7 +76,7 @@ def test_same_seed_gives_identical_files(tmp_path, synth_corpus):
 
 
 def test_different_seeds_vary_styles_tempos_keys_and_instruments():
-  songs = [synth.compose((seed, 1), 8.0) for seed in range(16)]
+  songs = [compose((seed, 1), 8.0) for seed in range(16)]
   assert len({s.style for s in songs}) >= 4
   assert len({s.tempo_bpm for s in songs}) >= 8
   assert len({s.key_name for s in songs}) >= 6
@@ -86,7 +87,7 @@ def test_different_seeds_vary_styles_tempos_keys_and_instruments():
 
 def test_hard_to_separate_by_frequency():
   """Bass sits in the kick's octave; some songs voice "other" in the lead's range."""
-  songs = [synth.compose((seed, 1), 8.0) for seed in range(16)]
+  songs = [compose((seed, 1), 8.0) for seed in range(16)]
   bass_keys = [n[2] for s in songs for p in s.parts["bass"] for n in p.notes]
   assert min(bass_keys) < 40
   overlapping = 0
@@ -99,50 +100,21 @@ def test_hard_to_separate_by_frequency():
 
 
 def test_vocals_have_pitch_expression():
-  song = synth.compose((0, 1), 8.0)
+  song = compose((0, 1), 8.0)
   assert len(song.parts["vocals"][0].bends) > 10
 
 
 def test_every_stem_of_every_track_is_audible():
   """Seed 7, 6 s, track 3 once had vocals silent from start to end (museval
   scores such a stem NaN on every window); its plan is now drawn again."""
-  first_plan = synth._compose_once((7, 3), 6.0)
-  assert synth.playing_fraction(first_plan, "vocals") == 0.0
-  song = synth.compose((7, 3), 6.0)
-  stems, _ = synth.render_song(song, open(synth.default_soundfont(), "rb").read())
-  window = synth.SAMPLE_RATE
+  first_plan = _compose_once((7, 3), 6.0)
+  assert playing_fraction(first_plan, "vocals") == 0.0
+  song = compose((7, 3), 6.0)
+  stems, _ = render_song(song, open(default_soundfont(), "rb").read())
+  window = SAMPLE_RATE
   for stem, audio in zip(SOURCES, stems):
-    loud = [synth.rms_db(audio[i:i + window]) > -60 for i in range(0, len(audio), window)]
-    assert np.mean(loud) >= synth.MIN_PLAYING_FRACTION, (stem, loud)
+    loud = [rms_db(audio[i:i + window]) > -60 for i in range(0, len(audio), window)]
+    assert np.mean(loud) >= MIN_PLAYING_FRACTION, (stem, loud)
   for seed in range(40):   # short songs are the likeliest to fall short
-    song = synth.compose((seed, 0), 4.0)
-    assert min(synth.playing_fraction(song, s) for s in SOURCES) >= synth.MIN_PLAYING_FRACTION
-
-
-def test_refuses_non_empty_output_and_force_replaces_corpus(tmp_path):
-  root = tmp_path / "c"
-  root.mkdir()
-  (root / "keep.txt").write_text("mine")
-  with pytest.raises(FileExistsError):
-    synth.generate_corpus(str(root), tracks=1, test_tracks=0, seconds=0.5)
-  with pytest.raises(FileExistsError):   # not a corpus: never deleted, even with force
-    synth.generate_corpus(str(root), tracks=1, test_tracks=0, seconds=0.5, force=True)
-  assert (root / "keep.txt").read_text() == "mine"
-  other = str(tmp_path / "d")
-  synth.generate_corpus(other, tracks=2, test_tracks=1, seconds=0.5, seed=1)
-  with pytest.raises(FileExistsError):
-    synth.generate_corpus(other, tracks=1, test_tracks=0, seconds=0.5, seed=2)
-  synth.generate_corpus(other, tracks=1, test_tracks=0, seconds=0.5, seed=2, force=True)
-  assert len(os.listdir(os.path.join(other, "train"))) == 1
-  assert json.load(open(os.path.join(other, "corpus.json")))["seed"] == 2
-  assert not [n for n in os.listdir(tmp_path) if ".partial-" in n]
-
-
-def test_cli_help_and_refusal(tmp_path, synth_corpus):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  run = lambda *a: subprocess.run([sys.executable, "-m", "attnsep_jax.data.synth", *a],
-                                  capture_output=True, text=True, env=env)
-  result = run("--help")
-  assert result.returncode == 0 and "--soundfont" in result.stdout
-  result = run("--out", synth_corpus, "--tracks", "1")
-  assert result.returncode == 2 and "--force" in result.stderr
+    song = compose((seed, 0), 4.0)
+    assert min(playing_fraction(song, s) for s in SOURCES) >= MIN_PLAYING_FRACTION

@@ -1,0 +1,1 @@
+"""The local web page: ``attnsep serve --checkpoint DIR`` (see ``server``)."""
