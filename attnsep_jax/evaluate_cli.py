@@ -278,7 +278,7 @@ def _draw(run: Evaluation, scored: dict, label: str, excerpt: Excerpt | None) ->
 
 def _report(run: Evaluation, excerpt: Excerpt | None) -> None:
   """Aggregates the per-track JSON into results.json/.md and draws the pictures."""
-  from attnsep_jax.evaluation import aggregate, markdown_table
+  from attnsep_jax.evaluation import aggregate, results_table
 
   layout = run.layout
   scored = {m: {t.name: _load_json(layout.scores(m, t.name)) for t in run.tracks
@@ -286,8 +286,8 @@ def _report(run: Evaluation, excerpt: Excerpt | None) -> None:
   results = {m: aggregate(list(jsons.values())) for m, jsons in scored.items() if jsons}
   label, is_musdb = _describe(run)
   pictures = _draw(run, scored, label, excerpt)
-  table = markdown_table(results, label, is_musdb)
-  mean_table = markdown_table(results, label, is_musdb, statistic="mean")
+  table = results_table(results, label, is_musdb)
+  mean_table = results_table(results, label, is_musdb, statistic="mean")
   figures = "\n\n".join(f"![{what}]({path})" for what, path in pictures.items())
   files.write_json(os.path.join(layout.out, "results.json"),
                    {"checkpoint": os.path.abspath(run.args.checkpoint), "data": label,

@@ -26,6 +26,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 import numpy as np
 
 from attnsep_jax import SOURCES
+from attnsep_jax.tables import markdown_table
 
 METRICS = ("SDR", "SIR", "ISR", "SAR")
 # musdb's target order; BSS Eval v4 projects on all references, so the order
@@ -320,14 +321,16 @@ def _with_scores(result: TrackResult, scores: concurrent.futures.Future) -> Trac
     return dataclasses.replace(result, bss_error=str(e))
 
 
-def _row(label: str, values: dict) -> str:
-  cells = [values[t]["SDR"] for t in ("vocals", "drums", "bass", "other")]
-  return (f"| {label} | " + " | ".join(f"{v:.2f}" for v in cells)
-          + f" | {np.mean(cells):.2f} |")
+def _sdr_cells(label: str, sdr_by_target: dict, average: float | None = None) -> list[str]:
+  """A row: the four targets in SiSEC's order and their average (the published one
+  when given: papers round their own)."""
+  cells = [sdr_by_target[t] for t in ("vocals", "drums", "bass", "other")]
+  average = np.mean(cells) if average is None else average
+  return [label] + [f"{v:.2f}" for v in cells] + [f"{average:.2f}"]
 
 
-def markdown_table(results: dict, data_label: str, is_musdb: bool,
-                   statistic: str = "median") -> str:
+def results_table(results: dict, data_label: str, is_musdb: bool,
+                  statistic: str = "median") -> str:
   """Model and reference rows, then the published MUSDB18 rows.
 
   Args:
@@ -337,18 +340,16 @@ def markdown_table(results: dict, data_label: str, is_musdb: bool,
       are labelled as figures on a different data set).
     statistic: "median" (SiSEC) or "mean" over tracks.
   """
-  lines = [f"SDR (dB), BSS Eval v4, {statistic} over 1 s frames then {statistic} "
-           f"over tracks; {data_label}.", "",
-           "| method | vocals | drums | bass | other | avg |", "|---|---|---|---|---|---|"]
   labels = {"model": "**this model**", "mixture": "mixture (reference)",
             "oracle_irm": "oracle IRM (upper bound)"}
-  for method in ("model",) + REFERENCE_METHODS:
-    if method in results:
-      lines.append(_row(labels[method], results[method][statistic]))
+  rows = [_sdr_cells(labels[method], {t: v["SDR"] for t, v in results[method][statistic].items()})
+          for method in ("model",) + REFERENCE_METHODS if method in results]
   suffix = "" if is_musdb else " — published, MUSDB18 test, NOT this data"
-  for name, vocals, drums, bass, other, avg in PUBLISHED_SDR:
-    lines.append(f"| {name}{suffix} | {vocals:.2f} | {drums:.2f} | {bass:.2f} | "
-                 f"{other:.2f} | {avg:.2f} |")
+  rows += [_sdr_cells(name + suffix, dict(vocals=vocals, drums=drums, bass=bass, other=other),
+                      average) for name, vocals, drums, bass, other, average in PUBLISHED_SDR]
+  lines = [f"SDR (dB), BSS Eval v4, {statistic} over 1 s frames then {statistic} "
+           f"over tracks; {data_label}.", "",
+           markdown_table(["method", "vocals", "drums", "bass", "other", "avg"], rows)]
   if not is_musdb:
     lines += ["", "The published rows are MUSDB18 test-set figures from each model's paper; "
               "they are shown for scale only and are not comparable with numbers on "

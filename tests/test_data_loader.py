@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from attnsep_jax.data.loader import ChunkLoader, shard_for_devices, validation_tracks
+from attnsep_jax.data.loader import ChunkLoader, validation_tracks
+from attnsep_jax.train.distributed import shard_batch
 from attnsep_jax.data.musdb import DataError, TrackIndex
 
 
@@ -141,14 +142,14 @@ def test_worker_errors_reach_the_caller(corpus_copy):
   loader.close()
 
 
-def test_shard_for_devices():
+def test_batches_shard_over_devices():
   batch = {"mixture": np.arange(8 * 3 * 2).reshape(8, 3, 2),
            "sources": np.zeros((8, 4, 3, 2))}
-  out = shard_for_devices(batch, 2)
+  out = shard_batch(batch, 2)
   assert out["mixture"].shape == (2, 4, 3, 2) and out["sources"].shape == (2, 4, 4, 3, 2)
   np.testing.assert_array_equal(out["mixture"][1, 0], batch["mixture"][4])
-  with pytest.raises(ValueError, match="not divisible by 3 devices"):
-    shard_for_devices(batch, 3)
+  with pytest.raises(ValueError, match="not divisible by the 3 local devices"):
+    shard_batch(batch, 3)
 
 
 def test_validation_tracks_are_whole_and_sorted(synth_corpus):

@@ -2,7 +2,8 @@
 
 * ``musdb``: ``TrackIndex`` over MUSDB18 / MUSDB18-HQ / MUSDB-layout folders.
 * ``augment``: pure NumPy augmentations (remix, gain, channel swap, polarity, shift).
-* ``loader``: ``ChunkLoader`` (config.data), ``validation_tracks``, ``shard_for_devices``.
+* ``loader``: ``ChunkLoader`` (config.data), ``validation_tracks`` (batches are split over devices by
+  ``attnsep_jax.train.distributed.shard_batch``).
 * The built-in corpus generator is ``attnsep_jax.corpus`` (``attnsep corpus``).
 
 See docs/data.md.

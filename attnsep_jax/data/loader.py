@@ -238,23 +238,6 @@ class ChunkLoader:
       pass
 
 
-def shard_for_devices(batch: dict, num_devices: int) -> dict:
-  """Reshapes each ``(b, ...)`` array to ``(num_devices, b // num_devices, ...)``.
-
-  Raises:
-    ValueError: ``b`` is not a multiple of ``num_devices``.
-  """
-  out = {}
-  for key, x in batch.items():
-    x = np.asarray(x)
-    if x.shape[0] % num_devices:
-      raise ValueError(f"batch[{key!r}] has {x.shape[0]} rows, not divisible by "
-                       f"{num_devices} devices; make data.batch_size a multiple of "
-                       "process_count * local devices")
-    out[key] = x.reshape((num_devices, x.shape[0] // num_devices) + x.shape[1:])
-  return out
-
-
 def validation_tracks(root: str, is_wav: bool = True, sample_rate: int = 44100,
                       split: str = "valid", setup_file: str | None = None,
                       max_seconds: float | None = None):

@@ -16,6 +16,8 @@ import math
 import os
 import time
 
+from attnsep_jax import files
+
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 PLOT_FILE = "curves.png"
@@ -54,11 +56,8 @@ class MetricWriter:
     if not enabled:
       return
     kept = [e for e in read_metrics(self.path) if e.get("step", 0) <= resume_step]
-    tmp = self.path + ".tmp"
-    with open(tmp, "w") as f:
-      for entry in kept:
-        f.write(json.dumps(entry) + "\n")
-    os.replace(tmp, self.path)   # atomic: a kill here leaves the old or the new file
+    files.write_text(self.path, "".join(json.dumps(e) + "\n" for e in kept),
+                     "the metrics of the run")
     try:
       from tensorboardX import SummaryWriter
       # purge_step hides events from the interrupted run past the restored step.
@@ -134,8 +133,7 @@ def plot_curves(workdir: str, path: str | None = None) -> str | None:
   ax_sdr.grid(alpha=0.3)
   fig.tight_layout()
   path = path or os.path.join(workdir, PLOT_FILE)
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=100)
+  with files.staged_file(path, "the training curves", suffix=".png") as tmp:
+    fig.savefig(tmp, dpi=100)
   plt.close(fig)
-  os.replace(tmp, path)
   return path
