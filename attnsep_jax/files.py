@@ -124,6 +124,19 @@ def _remove(path: str) -> None:
 
 
 @contextlib.contextmanager
+def _removed_on_failure(temporary: str, what: str, path: str, intact: str, resume: str):
+  """Any failure removes ``temporary``; an OSError becomes the one-line WriteError."""
+  try:
+    yield
+  except BaseException as e:
+    needed = folder_bytes(temporary) if os.path.exists(temporary) else None
+    _remove(temporary)
+    if isinstance(e, OSError) and not isinstance(e, (WriteError, FileExistsError)):
+      raise write_error(e, what, path, needed, intact, resume) from e
+    raise
+
+
+@contextlib.contextmanager
 def staged_file(path: str, what: str = "a file", overwrite: bool = True, suffix: str = "",
                 intact: str = "", resume: str = "") -> Iterator[str]:
   """Yields a temporary path to write; renames it to ``path`` on success.
@@ -140,16 +153,10 @@ def staged_file(path: str, what: str = "a file", overwrite: bool = True, suffix:
   if not overwrite and os.path.exists(path):
     raise FileExistsError(f"{path} exists; refusing to overwrite it")
   tmp = _temporary_beside(path, suffix)
-  try:
+  with _removed_on_failure(tmp, what, path, intact, resume):
     yield tmp
     os.replace(tmp, path)
-    _remove_stale_temporaries(path)
-  except BaseException as e:
-    needed = folder_bytes(tmp) if os.path.exists(tmp) else None
-    _remove(tmp)
-    if isinstance(e, OSError) and not isinstance(e, (WriteError, FileExistsError)):
-      raise write_error(e, what, path, needed, intact, resume) from e
-    raise
+  _remove_stale_temporaries(path)
 
 
 @contextlib.contextmanager
@@ -167,7 +174,7 @@ def staged_folder(path: str, what: str = "a folder", overwrite: bool = False,
   os.makedirs(os.path.dirname(path), exist_ok=True)
   staging = _temporary_beside(path)
   os.makedirs(staging)
-  try:
+  with _removed_on_failure(staging, what, path, intact, resume):
     yield staging
     if os.path.exists(path):
       old = _temporary_beside(path, ".old")
@@ -176,13 +183,7 @@ def staged_folder(path: str, what: str = "a folder", overwrite: bool = False,
       _remove(old)
     else:
       os.rename(staging, path)
-    _remove_stale_temporaries(path)
-  except BaseException as e:
-    needed = folder_bytes(staging) if os.path.exists(staging) else None
-    _remove(staging)
-    if isinstance(e, OSError) and not isinstance(e, (WriteError, FileExistsError)):
-      raise write_error(e, what, path, needed, intact, resume) from e
-    raise
+  _remove_stale_temporaries(path)
 
 
 def write_text(path: str, text: str, what: str = "a text file", **kwargs) -> None:
