@@ -221,15 +221,18 @@ def train_and_evaluate(config, workdir: str, *, loader=None,
         if itstime(step, cfg.log_every_steps, last=end):
           summary["train"] = _log_window(writer, metrics, step) or summary["train"]
         evaluate = itstime(step, cfg.eval_every_steps, last=end)
-        valid = _validate(model, host_state(), validation_tracks, config, clock,
+        save = evaluate or itstime(step, cfg.checkpoint_every_steps,
+                                   last=end or stopper.requested)
+        # One device-to-host copy serves both validation and the checkpoint.
+        host = host_state() if save else None
+        valid = _validate(model, host, validation_tracks, config, clock,
                           metrics) if evaluate else None
         if valid:
           writer.write("valid", step, valid)
           _report_validation(progress, step, valid, model.num_sources)
           summary["valid"] = valid
-        if evaluate or itstime(step, cfg.checkpoint_every_steps,
-                               last=end or stopper.requested):
-          _save(ckpt, step, host_state(), config, loader, metrics, clock, valid)
+        if save:
+          _save(ckpt, step, host, config, loader, metrics, clock, valid)
         writer.flush()
         if end or stopper.requested:
           progress.write(_stop_message(step, num_steps, out_of_time, clock))
