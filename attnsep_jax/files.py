@@ -24,6 +24,17 @@ from typing import Iterator
 class WriteError(OSError):
   """A write failed; the partial output is gone and earlier files are intact."""
 
+  def __reduce__(self):
+    # Keeps errno across processes (a pickled OSError of one argument loses
+    # it), so that a full disk in a worker is still one to the caller.
+    return _write_error_from, (str(self), self.errno)
+
+
+def _write_error_from(message: str, code: int | None) -> WriteError:
+  error = WriteError(message)
+  error.errno = code
+  return error
+
 
 def free_bytes(path: str) -> int | None:
   """Free space on the filesystem holding ``path`` (or its nearest parent)."""
@@ -85,7 +96,8 @@ def write_error(error: BaseException, what: str, path: str, needed_bytes: int | 
     resume: how to go on ("free space and run the same command again").
   """
   free = free_bytes(path)
-  if is_disk_full(error) or _looks_full(error, free, needed_bytes):
+  full = is_disk_full(error) or _looks_full(error, free, needed_bytes)
+  if full:
     reason = "no space left on device"
     sizes = [f"about {_size(needed_bytes)} needed"] if needed_bytes else []
     sizes += [f"{_size(free)} free"] if free is not None else []
@@ -98,9 +110,8 @@ def write_error(error: BaseException, what: str, path: str, needed_bytes: int | 
     reason = f"{type(error).__name__}: {text}"
   parts = [f"cannot write {what} to {path}: {reason}", "the partial output was removed"]
   parts += [p for p in (intact, resume) if p]
-  failure = WriteError("; ".join(parts))
-  failure.errno = getattr(error, "errno", None) or (errno.ENOSPC if is_disk_full(error) else None)
-  return failure
+  return _write_error_from("; ".join(parts),
+                           errno.ENOSPC if full else getattr(error, "errno", None))
 
 
 def _temporary_beside(path: str, suffix: str = "") -> str:
@@ -124,21 +135,31 @@ def _remove(path: str) -> None:
 
 
 @contextlib.contextmanager
-def _removed_on_failure(temporary: str, what: str, path: str, intact: str, resume: str):
-  """Any failure removes ``temporary``; an OSError becomes the one-line WriteError."""
+def _removed_on_failure(temporary: str, what: str, path: str, intact: str, resume: str,
+                        needed_bytes: int | None, folder: bool = False):
+  """Any failure removes ``temporary``; an OSError becomes the one-line WriteError.
+
+  In a ``folder``, a full disk while writing a file inside is restated for
+  the folder: the user asked for the folder, not for a file under its hidden
+  temporary name.
+  """
   try:
     yield
   except BaseException as e:
-    needed = folder_bytes(temporary) if os.path.exists(temporary) else None
+    if needed_bytes is None and os.path.exists(temporary):
+      needed_bytes = folder_bytes(temporary)
     _remove(temporary)
-    if isinstance(e, OSError) and not isinstance(e, (WriteError, FileExistsError)):
-      raise write_error(e, what, path, needed, intact, resume) from e
+    nested_full_disk = folder and isinstance(e, WriteError) and is_disk_full(e)
+    if nested_full_disk or (isinstance(e, OSError)
+                            and not isinstance(e, (WriteError, FileExistsError))):
+      raise write_error(e, what, path, needed_bytes, intact, resume) from e
     raise
 
 
 @contextlib.contextmanager
 def staged_file(path: str, what: str = "a file", overwrite: bool = True, suffix: str = "",
-                intact: str = "", resume: str = "") -> Iterator[str]:
+                intact: str = "", resume: str = "",
+                needed_bytes: int | None = None) -> Iterator[str]:
   """Yields a temporary path to write; renames it to ``path`` on success.
 
   Args:
@@ -147,13 +168,15 @@ def staged_file(path: str, what: str = "a file", overwrite: bool = True, suffix:
     overwrite: replace an existing target (else FileExistsError up front).
     suffix: for the temporary's name (an extension some writers need).
     intact, resume: see ``write_error``.
+    needed_bytes: the complete file's size, when known (else the partial
+      file's): a failure with less room left is a full disk.
   Raises:
     WriteError: the write or the rename failed; nothing is left behind.
   """
   if not overwrite and os.path.exists(path):
     raise FileExistsError(f"{path} exists; refusing to overwrite it")
   tmp = _temporary_beside(path, suffix)
-  with _removed_on_failure(tmp, what, path, intact, resume):
+  with _removed_on_failure(tmp, what, path, intact, resume, needed_bytes):
     yield tmp
     os.replace(tmp, path)
   _remove_stale_temporaries(path)
@@ -161,8 +184,12 @@ def staged_file(path: str, what: str = "a file", overwrite: bool = True, suffix:
 
 @contextlib.contextmanager
 def staged_folder(path: str, what: str = "a folder", overwrite: bool = False,
-                  intact: str = "", resume: str = "") -> Iterator[str]:
+                  intact: str = "", resume: str = "",
+                  needed_bytes: int | None = None) -> Iterator[str]:
   """Yields an empty temporary folder; swaps it in for ``path`` on success.
+
+  Arguments as ``staged_file``'s; a full disk while writing a file inside
+  is reported as this folder's.
 
   With ``overwrite`` an existing ``path`` is kept until the new folder is
   complete, then replaced (two renames; a kill between them leaves the old
@@ -174,7 +201,7 @@ def staged_folder(path: str, what: str = "a folder", overwrite: bool = False,
   os.makedirs(os.path.dirname(path), exist_ok=True)
   staging = _temporary_beside(path)
   os.makedirs(staging)
-  with _removed_on_failure(staging, what, path, intact, resume):
+  with _removed_on_failure(staging, what, path, intact, resume, needed_bytes, folder=True):
     yield staging
     if os.path.exists(path):
       old = _temporary_beside(path, ".old")

@@ -85,16 +85,21 @@ def test_full_disk_is_one_line_and_keeps_the_earlier_corpus(tmp_path, monkeypatc
 
 
 def test_a_bare_system_error_with_no_room_left_is_a_full_disk(tmp_path, monkeypatch):
-  """libsndfile says only "System error." when the disk fills up."""
-  def system_error(path, *args, **kwargs):
-    raise WriteError(f"cannot write the audio file to {path}: OSError: [Errno 5] System error.")
+  """libsndfile says only "System error." when the disk fills up: with less
+  room left than the file needs, the corpus reports the full disk it is."""
+  from attnsep_jax import audio, files
 
-  monkeypatch.setattr(write, "write_audio", system_error)
-  monkeypatch.setattr(write, "free_bytes", lambda path: 1000)
+  def system_error(*args, **kwargs):
+    raise RuntimeError("Error opening 'drums.wav': System error.")
+
+  monkeypatch.setattr(audio.sf, "write", system_error)
+  monkeypatch.setattr(files, "free_bytes", lambda path: 1000)   # < one 0.5 s stem
   with pytest.raises(WriteError, match="no space left on device") as failure:
     generate_corpus(str(tmp_path / "c"), tracks=1, test_tracks=0, seconds=0.5)
+  assert str(failure.value).startswith(f"cannot write the corpus (1 tracks of 0.5 s) to "
+                                       f"{tmp_path / 'c'}: no space left on device")
   assert "System error" not in str(failure.value) and os.listdir(tmp_path) == []
-  monkeypatch.setattr(write, "free_bytes", lambda path: 2**40)   # room left: another failure
+  monkeypatch.setattr(files, "free_bytes", lambda path: 2**40)   # room left: another failure
   with pytest.raises(WriteError, match="System error") as failure:
     generate_corpus(str(tmp_path / "c"), tracks=1, test_tracks=0, seconds=0.5)
   assert "no space" not in str(failure.value) and os.listdir(tmp_path) == []

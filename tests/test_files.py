@@ -129,3 +129,24 @@ def test_a_bare_system_error_with_too_little_room_is_a_full_disk(tmp_path, monke
   error = files.write_error(OSError(errno.EIO, "System error."), "the drums stem", str(tmp_path),
                             needed_bytes=2**20)
   assert "OSError: System error." in str(error) and "no space" not in str(error)
+
+
+def test_a_full_disk_stays_one_across_processes_and_nested_writes(tmp_path, monkeypatch):
+  import pickle
+  monkeypatch.setattr(files, "free_bytes", lambda path: 10)
+  error = files.write_error(OSError(errno.EIO, "System error."), "the drums stem", str(tmp_path),
+                            needed_bytes=2**20)
+  copied = pickle.loads(pickle.dumps(error))   # as a worker process's error arrives
+  assert type(copied) is files.WriteError and str(copied) == str(error)
+  assert copied.errno == errno.ENOSPC and files.is_disk_full(copied)
+  target = tmp_path / "song"
+  with pytest.raises(files.WriteError) as failure:
+    with files.staged_folder(str(target), "the stems of song", needed_bytes=3 * 2**20) as folder:
+      raise copied   # a file inside the folder could not be written
+  assert str(failure.value).startswith(f"cannot write the stems of song to {target}: no space "
+                                       "left on device (about 3.0 MiB needed")
+  assert os.listdir(tmp_path) == []
+  with pytest.raises(files.WriteError) as failure:   # other nested failures pass unchanged
+    with files.staged_folder(str(target), "the stems of song") as folder:
+      raise files.WriteError(f"cannot write {folder}/drums.wav: OSError: Input/output error")
+  assert "drums.wav: OSError" in str(failure.value) and os.listdir(tmp_path) == []

@@ -8,8 +8,6 @@ was until the new one replaces it.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import hashlib
 import json
 import multiprocessing
@@ -24,8 +22,7 @@ from attnsep_jax.corpus.compose import Song, compose
 from attnsep_jax.corpus.render import (SOUNDFONT_LICENCES, default_soundfont, quantize,
                                        render_song, require_renderer)
 from attnsep_jax.data.augment import rms_db
-from attnsep_jax.files import (WriteError, free_bytes, is_disk_full, staged_folder,
-                               write_error)
+from attnsep_jax.files import staged_folder
 
 FORMAT = "attnsep-synth-1"
 STEMS = ("mixture",) + SOURCES
@@ -116,7 +113,8 @@ def generate_corpus(out: str, tracks: int = 12, test_tracks: int = 4, valid_trac
   intact = f"the earlier corpus in {out} is intact" if earlier else ""
   what = f"the corpus ({tracks + test_tracks} tracks of {seconds:g} s)"
   needed = _corpus_bytes(tracks + test_tracks, seconds, sample_rate, subtype)
-  with _staged_corpus(out, what, needed, needed // (tracks + test_tracks), intact) as staging:
+  with staged_folder(out, what, overwrite=os.path.exists(out), intact=intact,
+                     needed_bytes=needed) as staging:
     jobs = [dict(root=staging, subset="train" if n <= tracks else "test", number=n, seed=seed,
                  seconds=seconds, soundfont=soundfont, sample_rate=sample_rate, subtype=subtype)
             for n in range(1, tracks + test_tracks + 1)]
@@ -178,31 +176,6 @@ def _run_jobs(jobs, workers: int, progress: bool) -> list[dict]:
           results.append(result)
           bar.update()
   return results
-
-
-@contextlib.contextmanager
-def _staged_corpus(out: str, what: str, needed_bytes: int, track_bytes: int, intact: str):
-  """``files.staged_folder`` for the corpus, where a full disk is one line that says so.
-
-  libsndfile reports a full disk as a bare "System error." (and an error from
-  a worker process arrives without its errno), so a failed write that leaves
-  less room than one more track is reported as the full disk it is.  The
-  WriteError is built once the staged folder is gone, so the free space it
-  states is what the user has.
-  """
-  try:
-    with staged_folder(out, what, overwrite=os.path.exists(out), intact=intact) as staging:
-      try:
-        yield staging
-      except Exception as e:
-        failed_write = isinstance(e, OSError) or is_disk_full(e)
-        if failed_write and (is_disk_full(e) or (free_bytes(out) or 0) < track_bytes):
-          raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from e
-        raise
-  except WriteError as e:
-    if not is_disk_full(e):
-      raise
-    raise write_error(e, what, out, needed_bytes, intact) from e
 
 
 def _corpus_bytes(num_tracks: int, seconds: float, sample_rate: int, subtype: str) -> int:
