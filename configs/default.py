@@ -49,6 +49,7 @@ def get_config():
       layer_scale_init=0.0,       # LayerScale of pre-norm branches (0: none)
       dropout_rate=0.0,
       normalize_input=True,
+      mixture_consistency=False,  # stems projected to sum to the mixture
       remat_separator=False,
       dtype="float32",            # compute dtype; parameters stay float32
   )

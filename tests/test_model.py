@@ -67,6 +67,19 @@ def test_loudness_invariance(tiny_model_and_params):
   np.testing.assert_allclose(100 * quiet, loud, rtol=2e-3, atol=2e-4)
 
 
+def test_mixture_consistency_makes_the_stems_sum_to_the_mixture(tiny_config,
+                                                                tiny_model_and_params):
+  model, params = tiny_model_and_params
+  consistent = build_model({**tiny_config.model, "mixture_consistency": True})
+  mixture = np.random.default_rng(2).normal(size=(2, 320, 2)).astype(np.float32)
+  plain = np.asarray(model.apply({"params": params}, mixture))
+  stems = np.asarray(consistent.apply({"params": params}, mixture))   # the same parameters
+  np.testing.assert_allclose(stems.sum(axis=1), mixture, atol=1e-5)
+  assert np.abs(plain.sum(axis=1) - mixture).max() > 1e-2   # not true without it
+  np.testing.assert_allclose(stems - plain, np.broadcast_to(
+      (mixture - plain.sum(axis=1))[:, None] / 4, plain.shape), atol=1e-5)
+
+
 def test_gradients_finite_and_nonzero_for_every_leaf(tiny_config, tiny_model_and_params):
   model, params = tiny_model_and_params
   rng = np.random.default_rng(2)

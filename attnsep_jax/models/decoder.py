@@ -23,7 +23,7 @@ class DecoderBlock(nn.Module):
   """
   upsample_channels: int
   channels: int
-  settings: BlockSettings = BlockSettings()
+  settings: BlockSettings
   norm_groups: int = 0
 
   @nn.compact
@@ -63,7 +63,7 @@ class Decoder(nn.Module):
   """
   channels: Sequence[int]
   out_channels: int
-  settings: BlockSettings = BlockSettings()
+  settings: BlockSettings
   norm_groups: int = 0
   norm_starts: int = 0
 

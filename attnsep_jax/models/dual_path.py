@@ -1,5 +1,6 @@
 """Dual-path transformer separator (DPTNet, Chen et al. 2020) and segmentation."""
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -57,15 +58,10 @@ def sinusoidal_encoding(length: int, dim: int) -> np.ndarray:
   return table
 
 
-class TransformerLayer(nn.Module):
-  """DPTNet's improved transformer layer.
-
-  Post-norm (DPTNet): x = norm(x + MHA(x)); x = norm(x + Linear(ReLU(BiLSTM(x)))).
-  Pre-norm (HT Demucs): x = x + s * MHA(norm(x)); x = x + s * FFN(norm(x)),
-  with a learned per-channel LayerScale ``s`` (CaiT) when
-  ``layer_scale_init`` is set.  The BiLSTM replaces the first linear layer of
-  the feed-forward network and gives the layer its sense of order, so no
-  positional encoding is needed.
+@dataclasses.dataclass(frozen=True)
+class TransformerSettings:
+  """What the transformer layers of a separator share, declared once (the
+  network's config holds the defaults).
 
   Attributes:
     dim: feature width.
@@ -80,51 +76,67 @@ class TransformerLayer(nn.Module):
     dtype: compute dtype.
   """
   dim: int
-  num_heads: int = 8
-  ffn: str = "bilstm"
-  ffn_hidden: int = 256
-  positional_encoding: str = "none"
-  norm: str = "post"
-  layer_scale_init: float = 0.0
-  dropout_rate: float = 0.0
-  dtype: Any = jnp.float32
+  num_heads: int
+  ffn: str
+  ffn_hidden: int
+  positional_encoding: str
+  norm: str
+  layer_scale_init: float
+  dropout_rate: float
+  dtype: Any
+
+
+class TransformerLayer(nn.Module):
+  """DPTNet's improved transformer layer.
+
+  Post-norm (DPTNet): x = norm(x + MHA(x)); x = norm(x + Linear(ReLU(BiLSTM(x)))).
+  Pre-norm (HT Demucs): x = x + s * MHA(norm(x)); x = x + s * FFN(norm(x)),
+  with a learned per-channel LayerScale ``s`` (CaiT) when
+  ``layer_scale_init`` is set.  The BiLSTM replaces the first linear layer of
+  the feed-forward network and gives the layer its sense of order, so no
+  positional encoding is needed.
+
+  Attributes:
+    settings: width, heads, feed-forward, norm placement... (TransformerSettings).
+  """
+  settings: TransformerSettings
 
   def _attention(self, x, deterministic):
     attended = nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads, qkv_features=self.dim, out_features=self.dim,
-        dropout_rate=self.dropout_rate, deterministic=deterministic,
-        dtype=self.dtype, name="attention")(x, x)
-    return nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
+        num_heads=self.settings.num_heads, qkv_features=self.settings.dim, out_features=self.settings.dim,
+        dropout_rate=self.settings.dropout_rate, deterministic=deterministic,
+        dtype=self.settings.dtype, name="attention")(x, x)
+    return nn.Dropout(self.settings.dropout_rate)(attended, deterministic=deterministic)
 
   def _feed_forward(self, x, deterministic):
-    if self.ffn == "bilstm":
-      hidden = BiLSTM(self.ffn_hidden, dtype=self.dtype, name="ffn_bilstm")(x)
-    elif self.ffn == "linear":
-      hidden = nn.Dense(self.ffn_hidden, dtype=self.dtype, name="ffn_linear")(x)
+    if self.settings.ffn == "bilstm":
+      hidden = BiLSTM(self.settings.ffn_hidden, dtype=self.settings.dtype, name="ffn_bilstm")(x)
+    elif self.settings.ffn == "linear":
+      hidden = nn.Dense(self.settings.ffn_hidden, dtype=self.settings.dtype, name="ffn_linear")(x)
     else:
-      raise ValueError(f"unknown ffn {self.ffn!r}")
-    hidden = nn.Dense(self.dim, dtype=self.dtype, name="ffn_out")(nn.relu(hidden))
-    return nn.Dropout(self.dropout_rate)(hidden, deterministic=deterministic)
+      raise ValueError(f"unknown ffn {self.settings.ffn!r}")
+    hidden = nn.Dense(self.settings.dim, dtype=self.settings.dtype, name="ffn_out")(nn.relu(hidden))
+    return nn.Dropout(self.settings.dropout_rate)(hidden, deterministic=deterministic)
 
   def _scale(self, x, name):
-    if not self.layer_scale_init:
+    if not self.settings.layer_scale_init:
       return x
-    scale = self.param(name, nn.initializers.constant(self.layer_scale_init), (self.dim,))
+    scale = self.param(name, nn.initializers.constant(self.settings.layer_scale_init), (self.settings.dim,))
     return x * scale.astype(x.dtype)
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
     # x: (sequences, length, dim)
-    if self.positional_encoding == "sinusoidal":
-      x = x + sinusoidal_encoding(x.shape[1], self.dim).astype(x.dtype)
-    elif self.positional_encoding != "none":
-      raise ValueError(f"unknown positional_encoding {self.positional_encoding!r}")
-    norm = lambda name: nn.LayerNorm(dtype=self.dtype, name=name)
-    if self.norm == "post":
+    if self.settings.positional_encoding == "sinusoidal":
+      x = x + sinusoidal_encoding(x.shape[1], self.settings.dim).astype(x.dtype)
+    elif self.settings.positional_encoding != "none":
+      raise ValueError(f"unknown positional_encoding {self.settings.positional_encoding!r}")
+    norm = lambda name: nn.LayerNorm(dtype=self.settings.dtype, name=name)
+    if self.settings.norm == "post":
       x = norm("attention_norm")(x + self._attention(x, deterministic))
       return norm("ffn_norm")(x + self._feed_forward(x, deterministic))
-    if self.norm != "pre":
-      raise ValueError(f"norm must be 'post' or 'pre', got {self.norm!r}")
+    if self.settings.norm != "pre":
+      raise ValueError(f"norm must be 'post' or 'pre', got {self.settings.norm!r}")
     x = x + self._scale(self._attention(norm("attention_norm")(x), deterministic),
                         "attention_scale")
     return x + self._scale(self._feed_forward(norm("ffn_norm")(x), deterministic),
@@ -135,20 +147,20 @@ class DualPathBlock(nn.Module):
   """Intra-chunk transformer (over K, local) then inter-chunk (over S, global).
 
   Attributes:
-    layer: ``TransformerLayer`` keyword arguments, shared by both layers.
+    layer: the settings of both transformer layers.
   """
-  layer: dict
+  layer: TransformerSettings
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
     batch, num_chunks, chunk_frames, dim = x.shape
     # (b, S, K, d) -> (b*S, K, d): attention within each chunk.
-    x = TransformerLayer(**self.layer, name="intra")(
+    x = TransformerLayer(self.layer, name="intra")(
         x.reshape(batch * num_chunks, chunk_frames, dim), deterministic)
     x = x.reshape(batch, num_chunks, chunk_frames, dim)
     # (b, S, K, d) -> (b*K, S, d): attention across chunks at each position.
     x = x.transpose(0, 2, 1, 3).reshape(batch * chunk_frames, num_chunks, dim)
-    x = TransformerLayer(**self.layer, name="inter")(x, deterministic)
+    x = TransformerLayer(self.layer, name="inter")(x, deterministic)
     # (b*K, S, d) -> (b, S, K, d)
     return x.reshape(batch, chunk_frames, num_chunks, dim).transpose(0, 2, 1, 3)
 
@@ -160,52 +172,34 @@ class DualPathSeparator(nn.Module):
   ablation) leaves a plain U-Net rather than a different network.
 
   Attributes:
-    dim: feature width inside the separator (projected from the bottleneck).
+    layer: the transformer layers' settings; ``layer.dim`` is the width
+      inside the separator (projected from the bottleneck).
     num_blocks: B, the number of dual-path blocks.
     chunk_frames: K, chunk length in bottleneck frames.
     hop_frames: P, hop between chunks in bottleneck frames (divides K).
-    num_heads: attention heads.
-    ffn: "bilstm" or "linear" feed-forward in every transformer layer.
-    ffn_hidden: LSTM units per direction, or the linear FFN's width.
-    positional_encoding: "none" or "sinusoidal".
-    norm: "post" (DPTNet) or "pre" (HT Demucs) transformer layers.
-    layer_scale_init: initial LayerScale of the pre-norm residual branches.
-    dropout_rate: dropout inside the transformer layers.
     remat: recompute each block in the backward pass to save memory.
-    dtype: compute dtype.
   """
-  dim: int = 256
-  num_blocks: int = 6
-  chunk_frames: int = 16
-  hop_frames: int = 8
-  num_heads: int = 8
-  ffn: str = "bilstm"
-  ffn_hidden: int = 256
-  positional_encoding: str = "none"
-  norm: str = "post"
-  layer_scale_init: float = 0.0
-  dropout_rate: float = 0.0
+  layer: TransformerSettings
+  num_blocks: int
+  chunk_frames: int
+  hop_frames: int
   remat: bool = False
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
     # x: (batch, frames, channels)
     frames, channels = x.shape[1], x.shape[2]
-    h = nn.LayerNorm(dtype=self.dtype, name="input_norm")(x)
-    h = nn.Dense(self.dim, dtype=self.dtype, name="input_projection")(h)
+    dtype = self.layer.dtype
+    h = nn.LayerNorm(dtype=dtype, name="input_norm")(x)
+    h = nn.Dense(self.layer.dim, dtype=dtype, name="input_projection")(h)
     h = segment(h, self.chunk_frames, self.hop_frames)   # (b, S, K, dim)
-    layer = dict(dim=self.dim, num_heads=self.num_heads, ffn=self.ffn,
-                 ffn_hidden=self.ffn_hidden, positional_encoding=self.positional_encoding,
-                 norm=self.norm, layer_scale_init=self.layer_scale_init,
-                 dropout_rate=self.dropout_rate, dtype=self.dtype)
     block = nn.remat(DualPathBlock, static_argnums=(2,)) if self.remat else DualPathBlock
     for index in range(self.num_blocks):
-      h = block(layer, name=f"block_{index}")(h, deterministic)
-    if self.norm == "pre":  # the residual stream of pre-norm layers is unnormalised
-      h = nn.LayerNorm(dtype=self.dtype, name="output_norm")(h)
+      h = block(self.layer, name=f"block_{index}")(h, deterministic)
+    if self.layer.norm == "pre":  # the residual stream of pre-norm layers is unnormalised
+      h = nn.LayerNorm(dtype=dtype, name="output_norm")(h)
     h = overlap_add(h, frames, self.hop_frames)          # (b, frames, dim)
-    h = nn.Dense(channels, dtype=self.dtype, name="output_projection")(h)
+    h = nn.Dense(channels, dtype=dtype, name="output_projection")(h)
     return x + h
 
 

@@ -52,7 +52,8 @@ def group_norm(groups: int, dtype: Any, name: str):
 
 @dataclasses.dataclass(frozen=True)
 class BlockSettings:
-  """What every U-Net block shares, declared once and passed by name.
+  """What every U-Net block shares, declared once and passed by name (the
+  network's config holds the defaults).
 
   Attributes:
     kernel_size: width of the down/upsampling convs, in the faster rate's frames.
@@ -64,14 +65,14 @@ class BlockSettings:
     attention_reduction: channels / hidden width of the attention gate.
     dtype: compute dtype.
   """
-  kernel_size: int = 8
-  stride: int = 4
-  depthwise_kernel_size: int = 3
-  decoder_kernel_size: int = 3
-  leaky_relu_slope: float = 0.01
-  channel_attention: bool = True
-  attention_reduction: int = 8
-  dtype: Any = jnp.float32
+  kernel_size: int
+  stride: int
+  depthwise_kernel_size: int
+  decoder_kernel_size: int
+  leaky_relu_slope: float
+  channel_attention: bool
+  attention_reduction: int
+  dtype: Any
 
 
 class EncoderBlock(nn.Module):
@@ -90,7 +91,7 @@ class EncoderBlock(nn.Module):
       (0: no normalisation).
   """
   channels: int
-  settings: BlockSettings = BlockSettings()
+  settings: BlockSettings
   dense_layers: int = 1
   norm_groups: int = 0
 
@@ -139,7 +140,7 @@ class Encoder(nn.Module):
     norm_starts: index of the first normalised block.
   """
   channels: Sequence[int]
-  settings: BlockSettings = BlockSettings()
+  settings: BlockSettings
   dense_connections: str = "within_scale"
   dense_layers: int = 2
   norm_groups: int = 0

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from attnsep_jax.models.decoder import Decoder
-from attnsep_jax.models.dual_path import BiLSTMSeparator, DualPathSeparator
+from attnsep_jax.models.dual_path import (BiLSTMSeparator, DualPathSeparator,
+                                          TransformerSettings)
 from attnsep_jax.models.encoder import BlockSettings, Encoder
 
 SEPARATORS = ("dual_path", "bilstm", "none")
@@ -58,6 +59,8 @@ class AttnSepNet(nn.Module):
     dropout_rate: dropout inside the separator (training only).
     normalize_input: standardise by the mixture's mono mean/std, undo at the
       output (Demucs), so the model is blind to the input level.
+    mixture_consistency: project the stems so that they sum to the mixture
+      (Wisdom et al., 2019: the residual is shared equally); off in the paper.
     remat_separator: rematerialise dual-path blocks in the backward pass.
     dtype: compute dtype name ("float32" or "bfloat16"); params stay float32.
   """
@@ -89,6 +92,7 @@ class AttnSepNet(nn.Module):
   layer_scale_init: float = 0.0
   dropout_rate: float = 0.0
   normalize_input: bool = True
+  mixture_consistency: bool = False
   remat_separator: bool = False
   dtype: str = "float32"
 
@@ -133,13 +137,15 @@ class AttnSepNet(nn.Module):
                     dense_layers=self.dense_layers, **norm, name="encoder")(x)
     x = skips[-1]                                          # (batch, frames, C_N)
     if self.separator == "dual_path":
+      layer = TransformerSettings(
+          dim=self.separator_dim, num_heads=self.num_heads, ffn=self.ffn,
+          ffn_hidden=self.ffn_hidden, positional_encoding=self.positional_encoding,
+          norm=self.separator_norm, layer_scale_init=self.layer_scale_init,
+          dropout_rate=self.dropout_rate, dtype=dtype)
       x = DualPathSeparator(
-          dim=self.separator_dim, num_blocks=self.num_dual_path_blocks,
-          chunk_frames=self.chunk_frames, hop_frames=self.hop_frames,
-          num_heads=self.num_heads, ffn=self.ffn, ffn_hidden=self.ffn_hidden,
-          positional_encoding=self.positional_encoding, norm=self.separator_norm,
-          layer_scale_init=self.layer_scale_init, dropout_rate=self.dropout_rate,
-          remat=self.remat_separator, dtype=dtype, name="separator")(x, not train)
+          layer, num_blocks=self.num_dual_path_blocks, chunk_frames=self.chunk_frames,
+          hop_frames=self.hop_frames, remat=self.remat_separator,
+          name="separator")(x, not train)
     elif self.separator == "bilstm":
       x = BiLSTMSeparator(self.separator_dim, dtype=dtype, name="separator")(x)
     x = Decoder(self.channels, self.num_sources * audio_channels, settings, **norm,
@@ -149,6 +155,10 @@ class AttnSepNet(nn.Module):
     x = x.reshape(batch, time, self.num_sources, audio_channels).transpose(0, 2, 1, 3)
     if self.normalize_input:
       x = x * (1e-5 + std[:, None]) + mean[:, None]
+    if self.mixture_consistency:
+      # Share what the stems leave of the mixture equally among them.
+      residual = mixture.astype(jnp.float32) - x.sum(axis=1)   # (batch, time, C)
+      x = x + residual[:, None] / self.num_sources
     return x
 
 
