@@ -183,6 +183,9 @@ def test_ablation_changes_what_it_says(path, tiny_config):
     assert variant.loss.reduction == reduction and variant.loss.eps_scale == "absolute"
   elif name.startswith("loss_"):
     assert keys == base_keys and variant.loss.kind == name[len("loss_"):]
+  elif name.endswith("mixture_consistency"):
+    on = not name.startswith("no_")
+    assert keys == base_keys and variant.model.mixture_consistency is on
   elif name == "fewer_blocks":
     assert variant.model.num_dual_path_blocks == max(1, base.model.num_dual_path_blocks // 2)
   else:
