@@ -54,11 +54,13 @@ def test_bilstm_matches_flax_reference_lstm():
 @pytest.fixture(scope="module")
 def plain_unet(tiny_config):
   """The tiny U-Net without the parts that see the whole excerpt (input
-  normalisation, channel attention, the separator): a convolutional map that
-  must be equivariant to shifts by its total stride."""
+  normalisation, channel attention, the separator) or tie the stems together
+  (mixture consistency: the stems' sum is then the mixture itself): a
+  convolutional map that must be equivariant to shifts by its total stride."""
   config = apply_overrides(tiny_config, [
       "model.normalize_input=False", "model.channel_attention=False",
-      "model.separator='none'", "model.channels=(4, 8, 8)"])
+      "model.separator='none'", "model.mixture_consistency=False",
+      "model.channels=(4, 8, 8)"])
   model = build_model(config.model)
   params = jax.jit(lambda rng: init_params(model, rng))(jax.random.key(1))
   return model, params
