@@ -99,6 +99,8 @@ def apply_overrides(config: ConfigDict, overrides: Sequence[str]) -> ConfigDict:
       value = float(value)
     if isinstance(old, tuple) and isinstance(value, list):
       value = tuple(value)
+    if isinstance(old, bool) and text.lower() in ("true", "false"):   # shell habits
+      value = text.lower() == "true"
     try:
       node[leaf] = value
     except TypeError as e:

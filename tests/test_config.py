@@ -20,12 +20,14 @@ def test_paper_config_is_the_paper(repo_root):
 def test_overrides_parse_types(repo_root):
   config = load_config(os.path.join(repo_root, "configs", "paper.py"), [
       "model.num_dual_path_blocks=4", "model.channels=(8,16)",
-      "model.separator=bilstm", "optim.learning_rate=1", "loss.source_weights=[1,2,3,4]"])
+      "model.separator=bilstm", "optim.learning_rate=1", "loss.source_weights=[1,2,3,4]",
+      "model.mixture_consistency=true", "model.channel_attention=false"])
   assert config.model.num_dual_path_blocks == 4
   assert config.model.channels == (8, 16)
   assert config.model.separator == "bilstm"
   assert config.optim.learning_rate == 1.0 and isinstance(config.optim.learning_rate, float)
   assert config.loss.source_weights == (1, 2, 3, 4)
+  assert config.model.mixture_consistency is True and config.model.channel_attention is False
 
 
 @pytest.mark.parametrize("override,message", [
