@@ -292,12 +292,12 @@ def os_error(error: BaseException) -> OSError:
   return OSError(code, _reason(error))
 
 
-def _pcm_bytes(shape: tuple[int, int], subtype: str) -> int:
-  """The size of ``(time, channels)`` audio as uncompressed ``subtype`` (an
-  upper bound for compressed formats), header included."""
+def pcm_bytes(frames: int, channels: int, subtype: str) -> int:
+  """The size of a wav file of ``frames`` x ``channels`` samples of
+  ``subtype``, header included (an upper bound for compressed formats)."""
   digits = "".join(c for c in subtype if c.isdigit())
   sample_bytes = {"FLOAT": 4, "DOUBLE": 8}.get(subtype, int(digits) // 8 if digits else 2)
-  return 44 + shape[0] * shape[1] * max(1, sample_bytes)
+  return 44 + frames * channels * max(1, sample_bytes)
 
 
 def write_audio(path: str, audio: np.ndarray, sample_rate: int, subtype: str | None = None,
@@ -342,7 +342,7 @@ def write_audio(path: str, audio: np.ndarray, sample_rate: int, subtype: str | N
   if not os.path.isdir(folder):
     raise AudioError(f"{path}: folder {folder} does not exist")
   with files.staged_file(path, f"the audio file {os.path.basename(path)}",
-                         needed_bytes=_pcm_bytes(audio.shape, subtype)) as tmp:
+                         needed_bytes=pcm_bytes(*audio.shape, subtype)) as tmp:
     try:
       sf.write(tmp, audio, int(sample_rate), subtype=subtype, format=fmt)
     except Exception as e:

@@ -6,7 +6,7 @@ short segments and the built-in corpus (python -m attnsep_jax.corpus).
 Where a choice trains better per CPU-hour it departs from configs/paper.py,
 with the measurements in docs/architecture.md ("The small recipe"):
 L1 loss instead of the relative MSE, dense connections across scales
-(as cheap as none on a CPU) instead of dense blocks within each scale, and
+(cheaper than dense blocks on a CPU) instead of dense blocks within each scale, and
 stems projected to sum to the mixture (where the paper is silent).
 """
 

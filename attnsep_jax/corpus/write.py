@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from attnsep_jax import SAMPLE_RATE, SOURCES
-from attnsep_jax.audio import write_audio
+from attnsep_jax.audio import pcm_bytes, write_audio
 from attnsep_jax.corpus.compose import Song, compose
 from attnsep_jax.corpus.render import (SOUNDFONT_LICENCES, default_soundfont, quantize,
                                        render_song, require_renderer)
@@ -180,8 +180,7 @@ def _run_jobs(jobs, workers: int, progress: bool) -> list[dict]:
 
 def _corpus_bytes(num_tracks: int, seconds: float, sample_rate: int, subtype: str) -> int:
   """The size of the wav files of a corpus (5 stereo files per track)."""
-  sample_bytes = 2 if subtype == "PCM_16" else 4
-  return num_tracks * len(STEMS) * (44 + int(round(seconds * sample_rate)) * 2 * sample_bytes)
+  return num_tracks * len(STEMS) * pcm_bytes(int(round(seconds * sample_rate)), 2, subtype)
 
 
 def _check_arguments(tracks: int, test_tracks: int, seconds: float, subtype: str) -> None:

@@ -102,41 +102,45 @@ class TransformerLayer(nn.Module):
   settings: TransformerSettings
 
   def _attention(self, x, deterministic):
+    s = self.settings
     attended = nn.MultiHeadDotProductAttention(
-        num_heads=self.settings.num_heads, qkv_features=self.settings.dim, out_features=self.settings.dim,
-        dropout_rate=self.settings.dropout_rate, deterministic=deterministic,
-        dtype=self.settings.dtype, name="attention")(x, x)
-    return nn.Dropout(self.settings.dropout_rate)(attended, deterministic=deterministic)
+        num_heads=s.num_heads, qkv_features=s.dim, out_features=s.dim,
+        dropout_rate=s.dropout_rate, deterministic=deterministic,
+        dtype=s.dtype, name="attention")(x, x)
+    return nn.Dropout(s.dropout_rate)(attended, deterministic=deterministic)
 
   def _feed_forward(self, x, deterministic):
-    if self.settings.ffn == "bilstm":
-      hidden = BiLSTM(self.settings.ffn_hidden, dtype=self.settings.dtype, name="ffn_bilstm")(x)
-    elif self.settings.ffn == "linear":
-      hidden = nn.Dense(self.settings.ffn_hidden, dtype=self.settings.dtype, name="ffn_linear")(x)
+    s = self.settings
+    if s.ffn == "bilstm":
+      hidden = BiLSTM(s.ffn_hidden, dtype=s.dtype, name="ffn_bilstm")(x)
+    elif s.ffn == "linear":
+      hidden = nn.Dense(s.ffn_hidden, dtype=s.dtype, name="ffn_linear")(x)
     else:
-      raise ValueError(f"unknown ffn {self.settings.ffn!r}")
-    hidden = nn.Dense(self.settings.dim, dtype=self.settings.dtype, name="ffn_out")(nn.relu(hidden))
-    return nn.Dropout(self.settings.dropout_rate)(hidden, deterministic=deterministic)
+      raise ValueError(f"unknown ffn {s.ffn!r}")
+    hidden = nn.Dense(s.dim, dtype=s.dtype, name="ffn_out")(nn.relu(hidden))
+    return nn.Dropout(s.dropout_rate)(hidden, deterministic=deterministic)
 
   def _scale(self, x, name):
-    if not self.settings.layer_scale_init:
+    s = self.settings
+    if not s.layer_scale_init:
       return x
-    scale = self.param(name, nn.initializers.constant(self.settings.layer_scale_init), (self.settings.dim,))
+    scale = self.param(name, nn.initializers.constant(s.layer_scale_init), (s.dim,))
     return x * scale.astype(x.dtype)
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, deterministic: bool = True) -> jnp.ndarray:
     # x: (sequences, length, dim)
-    if self.settings.positional_encoding == "sinusoidal":
-      x = x + sinusoidal_encoding(x.shape[1], self.settings.dim).astype(x.dtype)
-    elif self.settings.positional_encoding != "none":
-      raise ValueError(f"unknown positional_encoding {self.settings.positional_encoding!r}")
-    norm = lambda name: nn.LayerNorm(dtype=self.settings.dtype, name=name)
-    if self.settings.norm == "post":
+    s = self.settings
+    if s.positional_encoding == "sinusoidal":
+      x = x + sinusoidal_encoding(x.shape[1], s.dim).astype(x.dtype)
+    elif s.positional_encoding != "none":
+      raise ValueError(f"unknown positional_encoding {s.positional_encoding!r}")
+    norm = lambda name: nn.LayerNorm(dtype=s.dtype, name=name)
+    if s.norm == "post":
       x = norm("attention_norm")(x + self._attention(x, deterministic))
       return norm("ffn_norm")(x + self._feed_forward(x, deterministic))
-    if self.settings.norm != "pre":
-      raise ValueError(f"norm must be 'post' or 'pre', got {self.settings.norm!r}")
+    if s.norm != "pre":
+      raise ValueError(f"norm must be 'post' or 'pre', got {s.norm!r}")
     x = x + self._scale(self._attention(norm("attention_norm")(x), deterministic),
                         "attention_scale")
     return x + self._scale(self._feed_forward(norm("ffn_norm")(x), deterministic),
