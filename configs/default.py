@@ -82,6 +82,8 @@ def get_config():
       shift_seconds=1.0,          # per-source random offset in [0, shift]
       varispeed_probability=0.0,  # chance of a pitch+tempo change per example
       varispeed_semitones=2.0,    # largest varispeed change, semitones
+      eq_probability=0.0,         # chance of a random EQ per source (timbre)
+      eq_max_db=6.0,              # largest random-EQ boost or cut, dB
       silence_threshold_db=None,  # dBFS: redraw quieter source chunks; None: keep
       prefetch_batches=4,         # batches computed ahead in threads
       num_workers=4,              # threads computing batches

@@ -87,3 +87,39 @@ def test_fused_augment_equals_the_functions_in_turn(stems):
   step = augment.polarity_flip(step, rng)
   np.testing.assert_allclose(fused, step, rtol=1e-6)
   assert not np.array_equal(fused, stems)
+
+
+def _sine(freq_hz, samples=44100, sample_rate=44100):
+  t = np.arange(samples) / sample_rate
+  return np.sin(2 * np.pi * freq_hz * t).astype(np.float32)
+
+
+def test_random_eq_scales_each_frequency_by_its_source_own_smooth_gain():
+  # Each source: a 100 Hz and a 4 kHz sine on both channels (whole cycles, so
+  # the FFT sees pure tones).  The EQ must keep each tone's frequency and the
+  # stereo image, and scale it by at most max_db, differently per source.
+  low, high = _sine(100.0), _sine(4000.0)
+  stems = np.stack([np.stack([low + high, low + high], axis=-1)] * 4)      # (4, T, 2)
+  out = augment.random_eq(stems, np.random.default_rng(5), probability=1.0, max_db=6.0)
+  assert out.shape == stems.shape and out.dtype == np.float32
+  np.testing.assert_array_equal(out[..., 0], out[..., 1])
+  gains = []
+  for source in out[..., 0]:
+    spectrum = np.abs(np.fft.rfft(source)) / (len(source) / 2)   # 1 Hz bins: tone amplitudes
+    assert spectrum[[100, 4000]].min() > 0.5 and np.delete(spectrum, [100, 4000]).max() < 1e-3
+    gains.append(20 * np.log10(spectrum[[100, 4000]]))
+  gains = np.array(gains)                                          # (4 sources, 2 tones) dB
+  assert np.all(np.abs(gains) <= 6.0 + 1e-3)
+  assert np.ptp(gains[:, 0]) > 0.5 and np.ptp(gains[:, 1]) > 0.5   # each source its own curve
+  assert np.any(np.abs(gains[:, 0] - gains[:, 1]) > 0.5)           # not a plain gain
+
+
+def test_random_eq_off_flat_or_unchosen_changes_nothing(stems):
+  rng = np.random.default_rng(6)
+  assert augment.random_eq(stems, rng, probability=0.0, max_db=6.0) is stems
+  np.testing.assert_allclose(augment.random_eq(stems, rng, probability=1.0, max_db=0.0), stems,
+                             atol=1e-5)
+  # Half the sources on average: the unchosen come back bit for bit.
+  out = augment.random_eq(stems, np.random.default_rng(7), probability=0.5, max_db=6.0)
+  kept = [np.array_equal(o, s) for o, s in zip(out, stems)]
+  assert 0 < sum(kept) < 4

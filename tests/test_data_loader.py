@@ -164,3 +164,15 @@ def test_validation_tracks_are_whole_and_sorted(synth_corpus):
   np.testing.assert_array_equal(again[0][1], test[0][1][:44100])
   resampled = next(validation_tracks(synth_corpus, sample_rate=22050))
   assert abs(resampled[1].shape[0] - int(3.5 * 22050)) <= 1
+
+
+def test_random_eq_reshapes_the_sources_and_the_mixture_stays_their_sum(synth_corpus):
+  settings = dict(remix_probability=0.0, gain_range=None, channel_swap=False,
+                  polarity_flip=False, shift_seconds=0.0, num_workers=0)
+  plain = _loader(synth_corpus, **settings).batch(0)
+  equalised = _loader(synth_corpus, eq_probability=1.0, **settings).batch(0)
+  np.testing.assert_array_equal(equalised["mixture"], equalised["sources"].sum(axis=1))
+  # Same chunks (EQ draws come after the read), other spectra.
+  assert not np.allclose(equalised["sources"], plain["sources"], atol=1e-3)
+  correlation = np.corrcoef(equalised["mixture"].ravel(), plain["mixture"].ravel())[0, 1]
+  assert correlation > 0.5

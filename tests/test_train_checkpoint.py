@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from attnsep_jax.config import apply_overrides, to_json
+from attnsep_jax.config import apply_overrides, from_json, to_json
 from attnsep_jax.train.checkpoint import (CheckpointError, Checkpointer, config_differences,
                                           restore_inference_params, tree_checksum)
 from attnsep_jax.train.state import abstract_train_state
@@ -176,3 +176,28 @@ def test_checksum_and_config_differences(train_config):
   diffs = config_differences(train_config, other)
   assert sorted(d.split(":")[0] for d in diffs) == [
       "data.seed", "model.channels", "optim.learning_rate"]
+
+
+def _edited(config, edit):
+  tree = json.loads(to_json(config))
+  edit(tree)
+  return from_json(json.dumps(tree))
+
+
+def test_a_field_an_older_workdir_lacks_stands_for_its_default(train_config):
+  # A workdir written before model.mixture_consistency and data.eq_probability
+  # existed: resuming with them at their defaults is the same experiment.
+  at_defaults = apply_overrides(train_config, ["model.mixture_consistency=False",
+                                               "data.eq_probability=0.0"])
+  older = _edited(at_defaults, lambda t: (t["model"].pop("mixture_consistency"),
+                                          t["data"].pop("eq_probability")))
+  assert config_differences(older, at_defaults) == []
+  assert config_differences(at_defaults, older) == []       # an older config file, likewise
+  changed = apply_overrides(at_defaults, ["model.mixture_consistency=True",
+                                          "data.eq_probability=0.5"])
+  assert sorted(d.split(":")[0] for d in config_differences(older, changed)) == [
+      "data.eq_probability", "model.mixture_consistency"]
+  # A field no builder knows is still a difference.
+  unknown = _edited(at_defaults, lambda t: t["model"].update(typo=1))
+  assert config_differences(at_defaults, unknown) == [
+      "model.typo: '<absent>' in the workdir, 1 requested"]

@@ -55,6 +55,9 @@ class ChunkLoader:
     varispeed_probability: chance that an example is played faster or slower
       (pitch and tempo together, see ``augment.varispeed``); 0: never.
     varispeed_semitones: largest pitch change of varispeed, in semitones.
+    eq_probability: chance that each source is reshaped by its own random
+      equaliser (see ``augment.random_eq``); 0: never.
+    eq_max_db: largest boost or cut of a random-EQ band, in dB.
     silence_threshold_db: redraw a source chunk whose RMS is below this many
       dBFS (up to 10 times; None: keep silent chunks, as Demucs does).
     prefetch_batches: batches computed ahead in the background (0: none).
@@ -73,7 +76,8 @@ class ChunkLoader:
                gain_range: tuple[float, float] | None = (0.25, 1.25),
                channel_swap: bool = True, polarity_flip: bool = True,
                shift_seconds: float = 1.0, varispeed_probability: float = 0.0,
-               varispeed_semitones: float = 2.0, silence_threshold_db: float | None = None,
+               varispeed_semitones: float = 2.0, eq_probability: float = 0.0,
+               eq_max_db: float = 6.0, silence_threshold_db: float | None = None,
                prefetch_batches: int = 4, num_workers: int = 2,
                process_index: int = 0, process_count: int = 1):
     if batch_size <= 0 or batch_size % process_count:
@@ -104,6 +108,7 @@ class ChunkLoader:
     self.silence_threshold_db = silence_threshold_db
     self.varispeed_probability = float(varispeed_probability)
     self.varispeed_semitones = float(varispeed_semitones)
+    self.eq_probability, self.eq_max_db = float(eq_probability), float(eq_max_db)
     self.prefetch_batches = int(prefetch_batches)
     self.num_workers = int(num_workers)
     # Each second of audio is equally likely, as in Demucs's segment dataset;
@@ -157,6 +162,9 @@ class ChunkLoader:
     if read != wanted:
       long = augment.varispeed(long, wanted)
     cropped = augment.time_shift(long, rng, self.segment_samples)
+    if self.eq_probability > 0:
+      cropped = augment.random_eq(cropped, rng, self.eq_probability, self.eq_max_db,
+                                  self.sample_rate)
     return augment.augment_sources(cropped, rng, self.gain_range, self.channel_swap,
                                    self.polarity_flip, out=out)
 

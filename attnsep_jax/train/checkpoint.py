@@ -100,22 +100,56 @@ def _from_json_safe(value):
   return value
 
 
+def builder_defaults() -> dict[str, dict]:
+  """Per config section, the defaults of the keyword arguments it holds.
+
+  An option is added with a default that keeps what was computed before it
+  existed, so a field missing from an older workdir's config stands for this
+  default (and a field an older config file lacks, likewise).
+  """
+  import dataclasses
+  import inspect
+
+  from attnsep_jax import losses
+  from attnsep_jax.data.loader import ChunkLoader
+  from attnsep_jax.models.network import AttnSepNet
+  from attnsep_jax.train.state import make_optimizer
+
+  def of_function(fn):
+    return {name: p.default for name, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+  model = {f.name: f.default for f in dataclasses.fields(AttnSepNet)
+           if f.default is not dataclasses.MISSING and f.name not in ("parent", "name")}
+  sections = {"model": model, "loss": of_function(losses.separation_loss),
+              "data": of_function(ChunkLoader.__init__), "optim": of_function(make_optimizer)}
+  return json.loads(json.dumps(sections))     # tuples as lists, as configs are stored
+
+
 def config_differences(stored, requested, sections=IDENTITY_SECTIONS,
                        ignore=NON_IDENTITY_FIELDS) -> list[str]:
-  """Dotted paths where two configs differ within ``sections`` (except ``ignore``)."""
+  """Dotted paths where two configs differ within ``sections`` (except ``ignore``).
+
+  A field present in one config only is compared with its builder's default
+  (``builder_defaults``): a workdir written before an option existed resumes
+  with the option at its default, and is refused with any other value.
+  """
   stored = json.loads(config_lib.to_json(stored))
   requested = json.loads(config_lib.to_json(requested))
+  defaults = builder_defaults()
   diffs = []
 
-  def walk(a, b, prefix):
+  def walk(a, b, prefix, default):
     if isinstance(a, dict) and isinstance(b, dict):
       for key in sorted(set(a) | set(b)):
-        walk(a.get(key, "<absent>"), b.get(key, "<absent>"), f"{prefix}{key}.")
+        fallback = default.get(key, "<absent>") if isinstance(default, dict) else "<absent>"
+        walk(a.get(key, fallback), b.get(key, fallback), f"{prefix}{key}.", fallback)
     elif a != b and prefix[:-1] not in ignore:
       diffs.append(f"{prefix[:-1]}: {a!r} in the workdir, {b!r} requested")
 
   for section in sections:
-    walk(stored.get(section, "<absent>"), requested.get(section, "<absent>"), f"{section}.")
+    walk(stored.get(section, "<absent>"), requested.get(section, "<absent>"), f"{section}.",
+         defaults.get(section, {}))
   return diffs
 
 
