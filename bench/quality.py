@@ -539,7 +539,7 @@ def plot_curves(summaries: dict, path: str, ctx) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(8, 4.5))
+  fig, ax = plt.subplots(figsize=(8, 4.5 + 0.25 * len(summaries)))
   for i, (name, summary) in enumerate(summaries.items()):
     for j, seed in enumerate(summary["seeds"]):
       curve = seed["train"]["curve"]
@@ -552,7 +552,8 @@ def plot_curves(summaries: dict, path: str, ctx) -> None:
   ax.set_title(f"Validation SDR on the {len(ctx.corpora['valid_tracks'])} validation tracks of "
                f"{os.path.basename(ctx.corpora['train_root'])}", fontsize=10)
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
+  # Below the axes: contender labels carry their specs and would hide points.
+  ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1)
   fig.tight_layout()
   with staged_file(path, "the validation curves", suffix=".png") as tmp:
     fig.savefig(tmp, dpi=120)
