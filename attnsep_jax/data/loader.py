@@ -162,6 +162,7 @@ class ChunkLoader:
     if read != wanted:
       long = augment.varispeed(long, wanted)
     cropped = augment.time_shift(long, rng, self.segment_samples)
+    # Off means no draws either: the batches of configs without EQ stay as they were.
     if self.eq_probability > 0:
       cropped = augment.random_eq(cropped, rng, self.eq_probability, self.eq_max_db,
                                   self.sample_rate)
