@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="score only the first N seconds of each track (quick runs)")
   parser.add_argument("--shifts", type=int, default=None,
                       help="random-shift passes (default: the config's inference.shifts)")
+  parser.add_argument("--soft-mask-power", type=float, default=None, metavar="P",
+                      help="re-estimate the stems as ratio masks |S|^P of the mixture's STFT; "
+                      "0: off (default: the config's inference.soft_mask_power)")
   parser.add_argument("--no-references", action="store_true",
                       help="skip the mixture and oracle-IRM reference rows")
   parser.add_argument("--plot-track", default=None, metavar="NAME",
@@ -67,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-  args = build_parser().parse_args(argv)
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  if args.soft_mask_power is not None and not args.soft_mask_power >= 0:
+    parser.error("--soft-mask-power must be 0 or more")
   from attnsep_jax.data.musdb import DataError
   from attnsep_jax.export import ModelLoadError
   try:
@@ -187,6 +193,8 @@ def _start(args) -> Evaluation:
   inference = dict(config.inference)
   if args.shifts is not None:
     inference["shifts"] = args.shifts
+  if args.soft_mask_power is not None:
+    inference["soft_mask_power"] = args.soft_mask_power
   index = TrackIndex(args.musdb, is_wav=args.is_wav)
   tracks = _select_tracks(index, args, rate)
   layout = Layout(args.out or os.path.join(args.checkpoint, f"museval-{args.subset}"),

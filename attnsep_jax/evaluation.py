@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from attnsep_jax import SOURCES
+from attnsep_jax import SOURCES, masking
 from attnsep_jax.tables import markdown_table
 
 METRICS = ("SDR", "SIR", "ISR", "SAR")
@@ -148,24 +148,13 @@ def aggregate(track_jsons: list[dict]) -> dict:
 
 
 def oracle_irm(mixture: np.ndarray, sources: np.ndarray, power: float = 2.0,
-               fft_size: int = 4096, hop: int = 1024) -> np.ndarray:
+               fft_size: int = 4096) -> np.ndarray:
   """Ideal ratio mask estimates: (time, channels), (S, time, channels) -> (S, time, channels).
 
   The mask of a source is |S_j|^p / sum_k |S_k|^p on the STFT (p = 2: the
   Wiener-like "IRM2" oracle of SiSEC 2018), applied to the mixture's STFT.
   """
-  from scipy.signal import istft, stft
-  length = mixture.shape[0]
-  stft_args = dict(nperseg=fft_size, noverlap=fft_size - hop)
-  _, _, mix = stft(mixture.T, **stft_args)                    # (C, F, frames)
-  _, _, src = stft(np.transpose(sources, (0, 2, 1)), **stft_args)  # (S, C, F, frames)
-  magnitude = np.abs(src) ** power
-  mask = magnitude / (magnitude.sum(axis=0, keepdims=True) + 1e-10)
-  _, estimates = istft(mask * mix[None], **stft_args)           # (S, C, time')
-  estimates = estimates[..., :length]
-  if estimates.shape[-1] < length:
-    estimates = np.pad(estimates, ((0, 0), (0, 0), (0, length - estimates.shape[-1])))
-  return np.transpose(estimates, (0, 2, 1)).astype(np.float32)
+  return np.asarray(masking.soft_mask(mixture, sources, power, fft_size))
 
 
 # ---------------------------------------------------------------------------

@@ -23,16 +23,30 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from attnsep_jax import masking
 from attnsep_jax.models.network import AttnSepNet
 
 Reader = Callable[[int, int], np.ndarray]   # (start, frames) -> (frames, channels)
 
 
+def _jitted_apply(model: AttnSepNet, soft_mask_power: float = 0.0,
+                  soft_mask_fft_size: int = 4096):
+  # Positional and normalised, so that every way of asking for the same
+  # settings finds the same cache entry.
+  return _compiled_apply(model, float(soft_mask_power), int(soft_mask_fft_size))
+
+
 @functools.lru_cache(maxsize=16)
-def _jitted_apply(model: AttnSepNet):
-  # One compiled function per model definition; jit's own cache then holds one
-  # executable per input shape, and every chunk batch has the same shape.
-  return jax.jit(lambda params, mixture: model.apply({"params": params}, mixture))
+def _compiled_apply(model: AttnSepNet, soft_mask_power: float, soft_mask_fft_size: int):
+  # One compiled function per model definition and post-filter; jit's own
+  # cache then holds one executable per input shape, and every chunk batch
+  # has the same shape.
+  def apply(params, mixture):                                # (b, segment, C)
+    stems = model.apply({"params": params}, mixture)         # (b, S, segment, C)
+    if soft_mask_power:
+      stems = masking.soft_mask(mixture, stems, soft_mask_power, soft_mask_fft_size)
+    return stems
+  return jax.jit(apply)
 
 
 def triangular_window(length: int) -> np.ndarray:
@@ -59,10 +73,11 @@ def _shifted(read: Reader, offset: int) -> Reader:
 
 
 def _stream_once(model, params, read: Reader, length: int, channels: int, segment: int,
-                 hop: int, batch_size: int, progress) -> Iterator[np.ndarray]:
+                 hop: int, batch_size: int, progress,
+                 soft_mask: tuple[float, int] = (0.0, 4096)) -> Iterator[np.ndarray]:
   num_segments = max(1, math.ceil(max(length - segment, 0) / hop) + 1)
   window = triangular_window(segment)[:, None]              # (segment, 1)
-  apply = _jitted_apply(model)
+  apply = _jitted_apply(model, *soft_mask)
   pending = np.zeros((model.num_sources, 0, channels), np.float32)
   pending_weight = np.zeros((0, 1), np.float32)
   pending_start = 0                                          # first sample of `pending`
@@ -118,7 +133,8 @@ class _Take:
 def iter_separate(model: AttnSepNet, params, read: Reader, length: int, channels: int, *,
                   sample_rate: int = 44100, segment_seconds: float = 10.0,
                   overlap: float = 0.25, batch_size: int = 4, shifts: int = 0,
-                  seed: int = 0, progress=None) -> Iterator[np.ndarray]:
+                  seed: int = 0, soft_mask_power: float = 0.0, soft_mask_fft_size: int = 4096,
+                  progress=None) -> Iterator[np.ndarray]:
   """Separates a track chunk by chunk, yielding consecutive output stretches.
 
   Args:
@@ -135,6 +151,10 @@ def iter_separate(model: AttnSepNet, params, read: Reader, length: int, channels
     shifts: number of passes with the input delayed by a random offset of up
       to half a segment, averaged (Demucs's test-time "shifts"); 0: one pass.
     seed: seed of the random shifts.
+    soft_mask_power: 0: the network's stems as they are; p > 0: each
+      segment's stems re-estimated as ratio masks |S_j|^p / sum_k |S_k|^p of
+      the mixture's STFT (``masking.soft_mask``; 1: magnitude ratio).
+    soft_mask_fft_size: the post-filter's STFT window, in samples.
     progress: optional ``progress(done, total)`` callback, in segments.
   Yields:
     (sources, n, channels) float32 blocks whose lengths add up to ``length``.
@@ -147,16 +167,17 @@ def iter_separate(model: AttnSepNet, params, read: Reader, length: int, channels
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   segment = max(1, int(round(segment_seconds * sample_rate)))
   hop = max(1, int(segment * (1.0 - overlap)))
+  soft_mask = (float(soft_mask_power), int(soft_mask_fft_size))
   if not shifts:
     yield from _stream_once(model, params, read, length, channels, segment, hop,
-                            batch_size, progress)
+                            batch_size, progress, soft_mask)
     return
   rng = np.random.default_rng(seed)
   offsets = [int(o) for o in rng.integers(0, segment // 2 + 1, size=shifts)]
   passes = []
   for offset in offsets:
     taker = _Take(_stream_once(model, params, _shifted(read, offset), length + offset,
-                               channels, segment, hop, batch_size, None))
+                               channels, segment, hop, batch_size, None, soft_mask))
     if offset:
       taker.take(offset)  # the delay's silence
     passes.append(taker)
@@ -171,7 +192,8 @@ def iter_separate(model: AttnSepNet, params, read: Reader, length: int, channels
 def separate(model: AttnSepNet, params, mixture: np.ndarray, *,
              sample_rate: int = 44100, segment_seconds: float = 10.0,
              overlap: float = 0.25, batch_size: int = 4, shifts: int = 0,
-             seed: int = 0, progress=None) -> np.ndarray:
+             seed: int = 0, soft_mask_power: float = 0.0, soft_mask_fft_size: int = 4096,
+             progress=None) -> np.ndarray:
   """Separates a whole in-memory track: (time, channels) -> (sources, time, channels).
 
   Arguments as ``iter_separate``.
@@ -182,5 +204,6 @@ def separate(model: AttnSepNet, params, mixture: np.ndarray, *,
   blocks = list(iter_separate(
       model, params, array_reader(mixture), mixture.shape[0], mixture.shape[1],
       sample_rate=sample_rate, segment_seconds=segment_seconds, overlap=overlap,
-      batch_size=batch_size, shifts=shifts, seed=seed, progress=progress))
+      batch_size=batch_size, shifts=shifts, seed=seed, soft_mask_power=soft_mask_power,
+      soft_mask_fft_size=soft_mask_fft_size, progress=progress))
   return np.concatenate(blocks, axis=1)

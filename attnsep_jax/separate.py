@@ -297,6 +297,9 @@ def _parser() -> argparse.ArgumentParser:
   model.add_argument("--overlap", type=float, help="overlap of chunks, in [0, 1)")
   model.add_argument("--shifts", type=int, help="random-shift passes to average")
   model.add_argument("--batch-size", type=int, help="chunks per model call")
+  model.add_argument("--soft-mask-power", type=float, metavar="P",
+                     help="re-estimate the stems as ratio masks |S|^P of the mixture's "
+                          "STFT (1: magnitude ratio); 0: the network's stems as they are")
   model.add_argument("--jobs", type=int, default=1, metavar="N",
                      help="songs separated at a time, each in a worker process on its "
                           "share of the CPU cores (default 1)")
@@ -324,11 +327,14 @@ def _check_args(parser, args) -> Run:
       parser.error(f"--{flag.replace('_', '-')} must be positive")
   if args.shifts is not None and args.shifts < 0:
     parser.error("--shifts must be 0 or more")
+  if args.soft_mask_power is not None and not args.soft_mask_power >= 0:
+    parser.error("--soft-mask-power must be 0 or more")
   if args.force and args.skip_existing:
     parser.error("--force and --skip-existing exclude each other")
   inference = {key: value for key, value in (
       ("segment_seconds", args.segment), ("overlap", args.overlap),
-      ("shifts", args.shifts), ("batch_size", args.batch_size)) if value is not None}
+      ("shifts", args.shifts), ("batch_size", args.batch_size),
+      ("soft_mask_power", args.soft_mask_power)) if value is not None}
   outputs = Outputs(stems=names, fmt=args.format, bits=args.bits, filename=args.filename,
                     mp3_bitrate_kbps=args.mp3_bitrate)
   return Run(args.out, outputs, inference, force=args.force,

@@ -6,8 +6,10 @@ short segments and the built-in corpus (python -m attnsep_jax.corpus).
 Where a choice trains better per CPU-hour it departs from configs/paper.py,
 with the measurements in docs/architecture.md ("The small recipe"):
 L1 loss instead of the relative MSE, dense connections across scales
-(cheaper than dense blocks on a CPU) instead of dense blocks within each scale, and
-stems projected to sum to the mixture (where the paper is silent).
+(cheaper than dense blocks on a CPU) instead of dense blocks within each scale,
+stems projected to sum to the mixture, and, in separation, the stems
+re-estimated as soft masks of the mixture's STFT (the last two where the
+paper is silent).
 """
 
 from attnsep_jax.config import load_config, sibling
@@ -45,4 +47,7 @@ def get_config():
   config.train.ema_decay = 0.99
   config.inference.segment_seconds = 4.0
   config.inference.batch_size = 2
+  # The stems as magnitude-ratio masks of the mixture's STFT: +0.4 dB on
+  # unseen instruments, every test song better (docs/architecture.md).
+  config.inference.soft_mask_power = 1.0
   return config

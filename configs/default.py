@@ -122,5 +122,9 @@ def get_config():
       overlap=0.25,
       shifts=0,
       batch_size=4,
+      # Post-filter: each segment's stems as ratio masks |S_j|^p / sum_k |S_k|^p
+      # of the mixture's STFT (attnsep_jax.masking); 0: the network's stems.
+      soft_mask_power=0.0,
+      soft_mask_fft_size=4096,
   )
   return config

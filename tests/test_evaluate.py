@@ -125,7 +125,7 @@ def test_oracle_irm_recovers_disjoint_sources():
   sources = np.zeros((4, rate, 2), np.float32)
   for i, freq in enumerate((200.0, 700.0, 1500.0, 3000.0)):
     sources[i] = np.sin(2 * np.pi * freq * t)[:, None]
-  estimates = oracle_irm(sources.sum(axis=0), sources, fft_size=1024, hop=256)
+  estimates = oracle_irm(sources.sum(axis=0), sources, fft_size=1024)
   assert estimates.shape == sources.shape
   error = np.abs(estimates[:, 2000:-2000] - sources[:, 2000:-2000]).max()
   assert error < 0.05

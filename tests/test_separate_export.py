@@ -112,7 +112,8 @@ def test_folders_globs_stem_choices_template_and_settings(tiny_export, tiny_conf
   (tmp_path / "loose").mkdir()
   _song(str(tmp_path / "loose" / "c.wav"), seconds=0.2, seed=2)
   out = str(tmp_path / "out")
-  settings = ["--segment", "0.25", "--overlap", "0.1", "--batch-size", "3"]
+  settings = ["--segment", "0.25", "--overlap", "0.1", "--batch-size", "3",
+              "--soft-mask-power", "1"]
   assert separate_main([str(tmp_path / "music"), str(tmp_path / "loose" / "*.wav"),
                         "--checkpoint", tiny_export, "--out", out, "--quiet",
                         "--two-stems", "vocals", "--filename", "{stem}/{track}.{ext}"]
@@ -120,7 +121,7 @@ def test_folders_globs_stem_choices_template_and_settings(tiny_export, tiny_conf
   assert sorted(os.listdir(out)) == ["no_vocals", "vocals"]
   assert sorted(os.listdir(os.path.join(out, "vocals"))) == ["a.wav", "b.wav", "c.wav"]
   expected = separate(model, params, a, sample_rate=44100, segment_seconds=0.25, overlap=0.1,
-                      batch_size=3, shifts=0)
+                      batch_size=3, shifts=0, soft_mask_power=1.0)
   vocals, _ = sf.read(os.path.join(out, "vocals", "a.wav"), dtype="float32")
   rest, _ = sf.read(os.path.join(out, "no_vocals", "a.wav"), dtype="float32")
   np.testing.assert_allclose(vocals, expected[SOURCES.index("vocals")], atol=1e-6)
@@ -135,7 +136,8 @@ def test_folders_globs_stem_choices_template_and_settings(tiny_export, tiny_conf
   info = sf.info(os.path.join(out, "a", "drums.mp3"))
   assert info.samplerate == 44100 and info.duration == pytest.approx(0.4, abs=0.1)
   for clash in (["--stems", "drums", "--two-stems", "bass"], ["--stems", "piano"],
-                ["--filename", "{track}.{ext}"], ["--overlap", "1.5"]):
+                ["--filename", "{track}.{ext}"], ["--overlap", "1.5"],
+                ["--soft-mask-power", "-1"]):
     with pytest.raises(SystemExit):
       separate_main([str(album / "a.wav"), "--checkpoint", tiny_export, "--out", out] + clash)
 

@@ -1,0 +1,53 @@
+"""Soft masks: ratio masks over the mixture's STFT (oracle and post-filter)."""
+
+import numpy as np
+
+from attnsep_jax.masking import soft_mask
+
+RATE = 8000
+
+
+def _tone(freq_hz: float, amplitude: float, seconds: float = 1.0) -> np.ndarray:
+  t = np.arange(int(RATE * seconds)) / RATE
+  return (amplitude * np.sin(2 * np.pi * freq_hz * t))[:, None].repeat(2, axis=1)
+
+
+def test_stems_sum_to_the_mixture_whatever_the_estimates():
+  rng = np.random.default_rng(0)
+  mixture = rng.normal(size=(2, 5001, 2)).astype(np.float32)       # length not a hop multiple
+  stems = rng.normal(size=(2, 4, 5001, 2)).astype(np.float32) * [[[[1.0]], [[0.1]], [[3.0]], [[0.0]]]]
+  masked = np.asarray(soft_mask(mixture, stems, power=1.0, fft_size=512))
+  assert masked.shape == stems.shape and masked.dtype == np.float32
+  np.testing.assert_allclose(masked.sum(axis=1), mixture, atol=1e-4)
+  assert np.abs(masked[:, 3]).max() < 1e-3                          # a silent estimate gets ~nothing
+
+
+def test_a_lone_stem_takes_the_whole_mixture_and_silence_is_shared():
+  mixture = np.random.default_rng(1).normal(size=(3000, 2)).astype(np.float32)
+  stems = np.zeros((4, 3000, 2), np.float32)
+  stems[2] = np.random.default_rng(2).normal(size=(3000, 2))
+  masked = np.asarray(soft_mask(mixture, stems, fft_size=256))
+  np.testing.assert_allclose(masked[2], mixture, atol=1e-4)
+  shared = np.asarray(soft_mask(mixture, np.zeros_like(stems), fft_size=256))
+  np.testing.assert_allclose(shared, np.broadcast_to(mixture / 4, shared.shape), atol=1e-4)
+
+
+def test_power_sets_how_a_shared_bin_is_split():
+  # Two estimates of one tone at amplitudes 1 and 0.5: the first gets
+  # 1 / 1.5 of the mixture with magnitude ratios, 1 / 1.25 with power ratios.
+  mixture = _tone(440.0, 0.6)
+  stems = np.stack([_tone(440.0, 1.0), _tone(440.0, 0.5)])
+  middle = slice(2000, -2000)
+  for power, share in ((1.0, 1 / 1.5), (2.0, 1 / 1.25)):
+    masked = np.asarray(soft_mask(mixture, stems, power=power, fft_size=1024))
+    np.testing.assert_allclose(masked[0, middle], share * mixture[middle], atol=2e-3)
+
+
+def test_disjoint_estimates_keep_their_own_bins():
+  mixture = _tone(300.0, 0.5) + _tone(2000.0, 0.3)
+  # Estimates with the right spectra but wrong levels and some cross-talk.
+  stems = np.stack([_tone(300.0, 0.2) + _tone(2000.0, 0.01), _tone(2000.0, 0.9)])
+  masked = np.asarray(soft_mask(mixture, stems, fft_size=1024))
+  middle = slice(2000, -2000)
+  np.testing.assert_allclose(masked[0, middle], _tone(300.0, 0.5)[middle], atol=0.03)
+  np.testing.assert_allclose(masked[1, middle], _tone(2000.0, 0.3)[middle], atol=0.03)
