@@ -36,6 +36,10 @@ def soft_mask(mixture, stems, power: float = 1.0, fft_size: int = 4096):
   mixture = jnp.asarray(mixture, jnp.float32)
   stems = jnp.asarray(stems, jnp.float32)
   length = mixture.shape[-2]
+  if length < fft_size:
+    # Zeros in the mixture stay zeros in every stem, so padding a signal
+    # shorter than one window changes nothing but what the STFT accepts.
+    mixture, stems = (_pad_time(x, fft_size - length) for x in (mixture, stems))
   stft_args = dict(nperseg=fft_size, noverlap=fft_size - fft_size // 4)
   _, _, mix_spec = jax.scipy.signal.stft(jnp.swapaxes(mixture, -1, -2), **stft_args)
   _, _, stem_spec = jax.scipy.signal.stft(jnp.swapaxes(stems, -1, -2), **stft_args)
@@ -43,8 +47,12 @@ def soft_mask(mixture, stems, power: float = 1.0, fft_size: int = 4096):
   weight = jnp.abs(stem_spec) ** power + _SILENT_BIN
   mask = weight / jnp.sum(weight, axis=-4, keepdims=True)
   _, masked = jax.scipy.signal.istft(mask * mix_spec[..., None, :, :, :], **stft_args)
-  masked = masked[..., :length]                        # (..., sources, channels, time')
-  pad = length - masked.shape[-1]
-  if pad > 0:
-    masked = jnp.pad(masked, [(0, 0)] * (masked.ndim - 1) + [(0, pad)])
-  return jnp.swapaxes(masked, -1, -2).astype(jnp.float32)
+  masked = jnp.swapaxes(masked[..., :length], -1, -2)   # (..., sources, time', channels)
+  return _pad_time(masked, length - masked.shape[-2]).astype(jnp.float32)
+
+
+def _pad_time(x, frames: int):
+  """(..., time, channels) with ``frames`` zeros appended in time (none if <= 0)."""
+  if frames <= 0:
+    return x
+  return jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, frames), (0, 0)])

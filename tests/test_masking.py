@@ -51,3 +51,14 @@ def test_disjoint_estimates_keep_their_own_bins():
   middle = slice(2000, -2000)
   np.testing.assert_allclose(masked[0, middle], _tone(300.0, 0.5)[middle], atol=0.03)
   np.testing.assert_allclose(masked[1, middle], _tone(2000.0, 0.3)[middle], atol=0.03)
+
+
+def test_a_signal_shorter_than_one_window_is_masked_too():
+  rng = np.random.default_rng(3)
+  mixture = rng.normal(size=(700, 2)).astype(np.float32)
+  stems = np.zeros((4, 700, 2), np.float32)
+  stems[1] = mixture
+  masked = np.asarray(soft_mask(mixture, stems, fft_size=4096))
+  assert masked.shape == stems.shape
+  np.testing.assert_allclose(masked[1], mixture, atol=1e-4)
+  np.testing.assert_allclose(masked.sum(axis=0), mixture, atol=1e-4)
