@@ -30,7 +30,7 @@ Reader = Callable[[int, int], np.ndarray]   # (start, frames) -> (frames, channe
 
 
 def _jitted_apply(model: AttnSepNet, soft_mask_power: float = 0.0,
-                  soft_mask_fft_size: int = 4096):
+                  soft_mask_fft_size: int = 8192):
   # Positional and normalised, so that every way of asking for the same
   # settings finds the same cache entry.
   return _compiled_apply(model, float(soft_mask_power), int(soft_mask_fft_size))
@@ -74,7 +74,7 @@ def _shifted(read: Reader, offset: int) -> Reader:
 
 def _stream_once(model, params, read: Reader, length: int, channels: int, segment: int,
                  hop: int, batch_size: int, progress,
-                 soft_mask: tuple[float, int] = (0.0, 4096)) -> Iterator[np.ndarray]:
+                 soft_mask: tuple[float, int] = (0.0, 8192)) -> Iterator[np.ndarray]:
   num_segments = max(1, math.ceil(max(length - segment, 0) / hop) + 1)
   window = triangular_window(segment)[:, None]              # (segment, 1)
   apply = _jitted_apply(model, *soft_mask)
@@ -133,7 +133,7 @@ class _Take:
 def iter_separate(model: AttnSepNet, params, read: Reader, length: int, channels: int, *,
                   sample_rate: int = 44100, segment_seconds: float = 10.0,
                   overlap: float = 0.25, batch_size: int = 4, shifts: int = 0,
-                  seed: int = 0, soft_mask_power: float = 0.0, soft_mask_fft_size: int = 4096,
+                  seed: int = 0, soft_mask_power: float = 0.0, soft_mask_fft_size: int = 8192,
                   progress=None) -> Iterator[np.ndarray]:
   """Separates a track chunk by chunk, yielding consecutive output stretches.
 
@@ -192,7 +192,7 @@ def iter_separate(model: AttnSepNet, params, read: Reader, length: int, channels
 def separate(model: AttnSepNet, params, mixture: np.ndarray, *,
              sample_rate: int = 44100, segment_seconds: float = 10.0,
              overlap: float = 0.25, batch_size: int = 4, shifts: int = 0,
-             seed: int = 0, soft_mask_power: float = 0.0, soft_mask_fft_size: int = 4096,
+             seed: int = 0, soft_mask_power: float = 0.0, soft_mask_fft_size: int = 8192,
              progress=None) -> np.ndarray:
   """Separates a whole in-memory track: (time, channels) -> (sources, time, channels).
 

@@ -125,6 +125,6 @@ def get_config():
       # Post-filter: each segment's stems as ratio masks |S_j|^p / sum_k |S_k|^p
       # of the mixture's STFT (attnsep_jax.masking); 0: the network's stems.
       soft_mask_power=0.0,
-      soft_mask_fft_size=4096,
+      soft_mask_fft_size=8192,
   )
   return config
