@@ -29,15 +29,8 @@ from attnsep_jax.models.network import AttnSepNet
 Reader = Callable[[int, int], np.ndarray]   # (start, frames) -> (frames, channels)
 
 
-def _jitted_apply(model: AttnSepNet, soft_mask_power: float = 0.0,
-                  soft_mask_fft_size: int = 8192):
-  # Positional and normalised, so that every way of asking for the same
-  # settings finds the same cache entry.
-  return _compiled_apply(model, float(soft_mask_power), int(soft_mask_fft_size))
-
-
 @functools.lru_cache(maxsize=16)
-def _compiled_apply(model: AttnSepNet, soft_mask_power: float, soft_mask_fft_size: int):
+def _jitted_apply(model: AttnSepNet, soft_mask_power: float, soft_mask_fft_size: int):
   # One compiled function per model definition and post-filter; jit's own
   # cache then holds one executable per input shape, and every chunk batch
   # has the same shape.
@@ -74,7 +67,7 @@ def _shifted(read: Reader, offset: int) -> Reader:
 
 def _stream_once(model, params, read: Reader, length: int, channels: int, segment: int,
                  hop: int, batch_size: int, progress,
-                 soft_mask: tuple[float, int] = (0.0, 8192)) -> Iterator[np.ndarray]:
+                 soft_mask: tuple[float, int]) -> Iterator[np.ndarray]:
   num_segments = max(1, math.ceil(max(length - segment, 0) / hop) + 1)
   window = triangular_window(segment)[:, None]              # (segment, 1)
   apply = _jitted_apply(model, *soft_mask)

@@ -88,8 +88,9 @@ def test_shifts_average_passes_and_keep_length(tiny_model_and_params):
 
 def test_one_compilation_for_many_lengths(tiny_model_and_params):
   model, params = tiny_model_and_params
-  apply = _jitted_apply(model)
-  kwargs = dict(sample_rate=1000, segment_seconds=0.8, overlap=0.25, batch_size=2)
+  apply = _jitted_apply(model, 0.0, 256)
+  kwargs = dict(sample_rate=1000, segment_seconds=0.8, overlap=0.25, batch_size=2,
+                soft_mask_power=0.0, soft_mask_fft_size=256)
   separate(model, params, np.zeros((900, 2), np.float32), **kwargs)
   before = apply._cache_size()
   for length in (1234, 5000, 3333):
