@@ -50,6 +50,8 @@ def get_config():
       dropout_rate=0.0,
       normalize_input=True,
       mixture_consistency=False,  # stems projected to sum to the mixture
+      soft_mask_power=0.0,        # stems as STFT ratio masks in the network (0: off)
+      soft_mask_fft_size=8192,    # that STFT's window, samples
       remat_separator=False,
       dtype="float32",            # compute dtype; parameters stay float32
   )

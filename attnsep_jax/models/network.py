@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from attnsep_jax import masking
 from attnsep_jax.models.decoder import Decoder
 from attnsep_jax.models.dual_path import (BiLSTMSeparator, DualPathSeparator,
                                           TransformerSettings)
@@ -61,6 +62,10 @@ class AttnSepNet(nn.Module):
       output (Demucs), so the model is blind to the input level.
     mixture_consistency: project the stems so that they sum to the mixture
       (Wisdom et al., 2019: the residual is shared equally); off in the paper.
+    soft_mask_power: p > 0: the stems become ratio masks |S_j|^p / sum |S_k|^p
+      of the mixture's STFT inside the network, so that training scores the
+      masked stems (the inference post-filter, learnt through); 0: off (paper).
+    soft_mask_fft_size: that STFT's window, in samples.
     remat_separator: rematerialise dual-path blocks in the backward pass.
     dtype: compute dtype name ("float32" or "bfloat16"); params stay float32.
   """
@@ -93,6 +98,8 @@ class AttnSepNet(nn.Module):
   dropout_rate: float = 0.0
   normalize_input: bool = True
   mixture_consistency: bool = False
+  soft_mask_power: float = 0.0
+  soft_mask_fft_size: int = 8192
   remat_separator: bool = False
   dtype: str = "float32"
 
@@ -159,6 +166,8 @@ class AttnSepNet(nn.Module):
       # Share what the stems leave of the mixture equally among them.
       residual = mixture.astype(jnp.float32) - x.sum(axis=1)   # (batch, time, C)
       x = x + residual[:, None] / self.num_sources
+    if self.soft_mask_power:
+      x = masking.soft_mask(mixture, x, self.soft_mask_power, self.soft_mask_fft_size)
     return x
 
 
