@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnsep_jax import SOURCES
+from attnsep_jax import SOURCES, masking
 from attnsep_jax.config import apply_overrides, load_ablation, load_config
 from attnsep_jax.losses import separation_loss
 from attnsep_jax.models.dual_path import overlap_add, segment
@@ -79,6 +79,28 @@ def test_mixture_consistency_makes_the_stems_sum_to_the_mixture(tiny_config,
   assert np.abs(plain.sum(axis=1) - mixture).max() > 1e-2   # not true without it
   np.testing.assert_allclose(stems - plain, np.broadcast_to(
       (mixture - plain.sum(axis=1))[:, None] / 4, plain.shape), atol=1e-5)
+
+
+def test_soft_mask_inside_the_network_is_the_post_filter_and_trains(tiny_config,
+                                                                   tiny_model_and_params):
+  _, params = tiny_model_and_params
+  plain_model = build_model(tiny_config.model)
+  masked_model = build_model({**tiny_config.model, "soft_mask_power": 1.0,
+                              "soft_mask_fft_size": 256})
+  rng = np.random.default_rng(3)
+  mixture = rng.normal(size=(2, 700, 2)).astype(np.float32)
+  plain = plain_model.apply({"params": params}, mixture)
+  stems = np.asarray(masked_model.apply({"params": params}, mixture))   # the same parameters
+  np.testing.assert_allclose(stems, masking.soft_mask(mixture, plain, 1.0, 256), atol=1e-6)
+  np.testing.assert_allclose(stems.sum(axis=1), mixture, atol=1e-4)
+  assert np.abs(stems - np.asarray(plain)).max() > 1e-2
+
+  sources = rng.normal(size=(2, 4, 700, 2)).astype(np.float32) * 0.25
+  grads = jax.grad(lambda p: separation_loss(
+      sources, masked_model.apply({"params": p}, mixture), kind="l1")[0])(params)
+  leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(grads)]
+  assert all(np.all(np.isfinite(leaf)) for leaf in leaves)
+  assert all(np.any(leaf != 0) for leaf in leaves)
 
 
 def test_gradients_finite_and_nonzero_for_every_leaf(tiny_config, tiny_model_and_params):
