@@ -93,9 +93,8 @@ def _hann(fft_size: int) -> np.ndarray:
 
 def _window_power(fft_size: int, frames: int) -> np.ndarray:
   """Overlap-added squared window: what ``istft`` divides by (never 0 inside)."""
-  hop = fft_size // _OVERLAP
-  total = np.zeros(hop * (frames + _OVERLAP - 1))
-  squared = _hann(fft_size).astype(np.float64) ** 2
-  for t in range(frames):
-    total[t * hop:t * hop + fft_size] += squared
-  return total.astype(np.float32)
+  quarters = (_hann(fft_size).astype(np.float64) ** 2).reshape(_OVERLAP, -1)
+  total = np.zeros((frames + _OVERLAP - 1, fft_size // _OVERLAP))   # (blocks, hop)
+  for k in range(_OVERLAP):
+    total[k:k + frames] += quarters[k]
+  return total.reshape(-1).astype(np.float32)

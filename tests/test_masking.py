@@ -1,8 +1,12 @@
 """Soft masks: ratio masks over the mixture's STFT (oracle and post-filter)."""
 
+import jax.scipy.signal
 import numpy as np
+import pytest
 
+from attnsep_jax import masking
 from attnsep_jax.masking import soft_mask
+
 
 RATE = 8000
 
@@ -62,3 +66,20 @@ def test_a_signal_shorter_than_one_window_is_masked_too():
   assert masked.shape == stems.shape
   np.testing.assert_allclose(masked[1], mixture, atol=1e-4)
   np.testing.assert_allclose(masked.sum(axis=0), mixture, atol=1e-4)
+
+
+@pytest.mark.parametrize("length,fft_size", [(5000, 1024), (4096, 1024), (1500, 512)])
+def test_stft_has_scipys_frames_and_inverts(length, fft_size):
+  signal = np.random.default_rng(4).normal(size=(2, length)).astype(np.float32)
+  spec = masking.stft(signal, fft_size)
+  _, _, reference = jax.scipy.signal.stft(signal, nperseg=fft_size,
+                                          noverlap=fft_size - fft_size // 4)
+  # scipy scales by 1 / sum(window) and may add trailing frames of padding only.
+  reference = np.swapaxes(np.asarray(reference), -1, -2)[..., :spec.shape[-2], :]
+  np.testing.assert_allclose(np.asarray(spec) / (fft_size / 2), reference, atol=1e-5)
+  np.testing.assert_allclose(masking.istft(spec, fft_size, length), signal, atol=1e-5)
+
+
+def test_a_window_that_is_not_a_multiple_of_the_hop_is_refused():
+  with pytest.raises(ValueError, match="multiple of 4"):
+    masking.soft_mask(np.zeros((100, 2)), np.zeros((4, 100, 2)), 1.0, 1026)
