@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attnsep_jax import masking
 from attnsep_jax.models.network import AttnSepNet
 
 Reader = Callable[[int, int], np.ndarray]   # (start, frames) -> (frames, channels)
@@ -33,12 +32,14 @@ Reader = Callable[[int, int], np.ndarray]   # (start, frames) -> (frames, channe
 def _jitted_apply(model: AttnSepNet, soft_mask_power: float, soft_mask_fft_size: int):
   # One compiled function per model definition and post-filter; jit's own
   # cache then holds one executable per input shape, and every chunk batch
-  # has the same shape.
+  # has the same shape. The post-filter is the network's own soft-mask stage
+  # switched on (it has no parameters), so a model trained through the mask
+  # is never masked twice.
+  if soft_mask_power:
+    model = model.clone(soft_mask_power=soft_mask_power, soft_mask_fft_size=soft_mask_fft_size)
+
   def apply(params, mixture):                                # (b, segment, C)
-    stems = model.apply({"params": params}, mixture)         # (b, S, segment, C)
-    if soft_mask_power:
-      stems = masking.soft_mask(mixture, stems, soft_mask_power, soft_mask_fft_size)
-    return stems
+    return model.apply({"params": params}, mixture)          # (b, S, segment, C)
   return jax.jit(apply)
 
 

@@ -7,7 +7,6 @@ import pytest
 from attnsep_jax import masking
 from attnsep_jax.masking import soft_mask
 
-
 RATE = 8000
 
 
