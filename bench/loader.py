@@ -29,7 +29,7 @@ from bench import common
 
 
 def bench_corpus(root: str, tracks: int, seconds: float, workers: int) -> dict:
-  from attnsep_jax.corpus import generate_corpus
+  from attnsep_jax.corpus import generate_corpus, soundfont_names
   meta = generate_corpus(root, tracks=tracks, test_tracks=max(1, tracks // 4), seconds=seconds,
                          seed=0, workers=workers, progress=True)
   audio_s = len(meta["tracks"]) * seconds
@@ -39,7 +39,7 @@ def bench_corpus(root: str, tracks: int, seconds: float, workers: int) -> dict:
               audio_s_per_cpu_s=audio_s / meta["cpu_seconds"],
               audio_s_per_wall_s=audio_s / meta["wall_seconds"],
               mib_per_audio_minute=size / 2**20 / (audio_s / 60),
-              soundfont=meta["soundfont"]["name"])
+              soundfont=" + ".join(soundfont_names(meta)))
 
 
 def bench_loader(root: str, segment_seconds: float, batch_size: int, workers: int,

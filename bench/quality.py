@@ -48,6 +48,7 @@ import numpy as np
 from attnsep_jax import SAMPLE_RATE, SOURCES
 from attnsep_jax import config as config_lib
 from attnsep_jax import evaluation
+from attnsep_jax.corpus.write import soundfont_names
 from attnsep_jax.data.musdb import DataError, TrackIndex
 from attnsep_jax.files import staged_file, write_text
 from bench import _quality_demucs, _quality_umx, common, peers
@@ -130,7 +131,7 @@ def corpus_info(root: str) -> dict:
   path = os.path.join(root, "corpus.json")
   if os.path.exists(path):
     meta = files.read_json(path)
-    info.update(soundfont=(meta.get("soundfont") or {}).get("name"), seed=meta.get("seed"))
+    info.update(soundfont=" + ".join(soundfont_names(meta)), seed=meta.get("seed"))
   return info
 
 

@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from attnsep_jax import SAMPLE_RATE, SOURCES
@@ -30,12 +31,13 @@ def test_layout_and_metadata(synth_corpus):
         assert (info.channels, info.samplerate, info.frames) == (2, 44100, int(3.5 * 44100))
         assert info.subtype == "PCM_16"
   meta = json.load(open(os.path.join(synth_corpus, "corpus.json")))
-  assert meta["seed"] == 7 and meta["soundfont"]["name"].endswith(".sf2")
-  assert len(meta["soundfont"]["sha256"]) == 64
+  assert meta["seed"] == 7 and [f["name"] for f in meta["soundfonts"]] == ["TimGM6mb.sf2"]
+  assert len(meta["soundfonts"][0]["sha256"]) == 64
   train_names = sorted(os.listdir(os.path.join(synth_corpus, "train")))
   assert meta["validation_tracks"] == train_names[-1:]
   for track in meta["tracks"]:
     assert set(track["instruments"]) == set(SOURCES)
+    assert track["soundfonts"] == {s: "TimGM6mb.sf2" for s in SOURCES}
     assert 70 <= track["tempo_bpm"] <= 170
     assert track["style"] in STYLES
 
@@ -118,3 +120,37 @@ def test_every_stem_of_every_track_is_audible():
   for seed in range(40):   # short songs are the likeliest to fall short
     song = compose((seed, 0), 4.0)
     assert min(playing_fraction(song, s) for s in SOURCES) >= MIN_PLAYING_FRACTION
+
+
+def test_several_soundfonts_draw_one_per_stem_and_change_no_song(tmp_path, capsys):
+  from attnsep_jax.corpus.__main__ import main
+  fonts = []
+  for name in ("a.sf2", "b.sf2"):   # the same instruments under two names
+    fonts.append(str(tmp_path / name))
+    with open(fonts[-1], "wb") as f:
+      f.write(open(default_soundfont(), "rb").read())
+  one, two = str(tmp_path / "one"), str(tmp_path / "two")
+  generate_corpus(one, tracks=4, test_tracks=0, valid_tracks=0, seconds=0.5, seed=7,
+                  soundfont=fonts[0])
+  assert main(["--out", two, "--tracks", "4", "--test-tracks", "0", "--valid-tracks", "0",
+               "--seconds", "0.5", "--seed", "7", "--workers", "1", "--soundfont", *fonts]) == 0
+  assert "soundfonts: a.sf2, b.sf2" in capsys.readouterr().out
+  meta = json.load(open(os.path.join(two, "corpus.json")))
+  assert [f["name"] for f in meta["soundfonts"]] == ["a.sf2", "b.sf2"]
+  drawn = [t["soundfonts"] for t in meta["tracks"]]
+  assert all(set(d) == set(SOURCES) and set(d.values()) <= {"a.sf2", "b.sf2"} for d in drawn)
+  assert {n for d in drawn for n in d.values()} == {"a.sf2", "b.sf2"}
+  assert any(len(set(d.values())) > 1 for d in drawn)   # drawn per stem, not per song
+  # The draw has a stream of its own: the songs and levels are those of one soundfont.
+  for track in TrackIndex(one).all_tracks():
+    for stem in STEMS:
+      a, b = (sf.read(os.path.join(root, "train", track.name, f"{stem}.wav"))[0]
+              for root in (one, two))
+      np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match="twice"):
+    generate_corpus(str(tmp_path / "x"), tracks=1, test_tracks=0, seconds=0.5,
+                    soundfont=[fonts[0], fonts[0]])
+  with pytest.raises(FileNotFoundError, match="missing.sf2"):
+    generate_corpus(str(tmp_path / "x"), tracks=1, test_tracks=0, seconds=0.5,
+                    soundfont=[fonts[0], str(tmp_path / "missing.sf2")])
+  assert not os.path.exists(tmp_path / "x")

@@ -15,7 +15,9 @@ another, and the mixture is the exact sum of the stems as written.
 The output is MUSDB18-HQ's layout (``train/`` and ``test/`` track folders
 with mixture/drums/bass/other/vocals.wav), a musdb setup file ``mus.yaml``
 naming the validation tracks, and ``corpus.json`` with the seed, the
-soundfont and, per track, its style, tempo, key, instruments and levels.
+soundfonts and, per track, its style, tempo, key, instruments, soundfonts and
+levels.  With several soundfonts, each stem of each track is rendered with one
+of them, drawn at random: more instrument timbres than any one soundfont has.
 The same arguments give identical files.
 
 * ``styles``: keys, progressions, drum patterns, per-style instruments.
@@ -29,4 +31,4 @@ from attnsep_jax.corpus.compose import (MIN_PLAYING_FRACTION, Part, Song, compos
                                         playing_fraction)
 from attnsep_jax.corpus.render import (MissingRendererError, default_soundfont,  # noqa: F401
                                        render_song)
-from attnsep_jax.corpus.write import generate_corpus  # noqa: F401
+from attnsep_jax.corpus.write import generate_corpus, soundfont_names  # noqa: F401

@@ -29,9 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="train tracks listed for validation (default: tracks // 6, at least 1)")
   parser.add_argument("--seconds", type=float, default=20.0, help="length of each track (s)")
   parser.add_argument("--seed", type=int, default=0, help="selects every song (default 0)")
-  parser.add_argument("--soundfont", default=None,
-                      help="an .sf2/.sf3 file (default: pretty_midi's TimGM6mb.sf2; "
-                           f"Debian's fluid-soundfont-gm installs {FLUID_R3})")
+  parser.add_argument("--soundfont", nargs="+", action="extend", default=None,
+                      help="one or more .sf2/.sf3 files; with several, each stem of each "
+                           "track is rendered with one of them, drawn at random (default: "
+                           "pretty_midi's TimGM6mb.sf2; Debian's fluid-soundfont-gm "
+                           f"installs {FLUID_R3})")
   parser.add_argument("--subtype", default="PCM_16", choices=("PCM_16", "FLOAT"),
                       help="wav sample format (default PCM_16, as MUSDB18-HQ)")
   parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def print_summary(meta: dict) -> None:
+  from attnsep_jax.corpus.write import soundfont_names
   tracks = meta["tracks"]
   audio_s = len(tracks) * meta["seconds"]
   styles = sorted({t["style"] for t in tracks})
@@ -50,7 +53,7 @@ def print_summary(meta: dict) -> None:
         f"{sum(t['subset'] == 'train' for t in tracks)} train incl. "
         f"{len(meta['validation_tracks'])} valid, "
         f"{sum(t['subset'] == 'test' for t in tracks)} test) to {meta['root']}")
-  print(f"styles: {', '.join(styles)}; soundfont: {meta['soundfont']['name']}; "
+  print(f"styles: {', '.join(styles)}; soundfonts: {', '.join(soundfont_names(meta))}; "
         f"{size / 2**20:.1f} MiB; {meta['wall_seconds']:.1f} s wall, "
         f"{audio_s / max(meta['cpu_seconds'], 1e-9):.0f} s of audio per CPU-second")
 

@@ -19,7 +19,10 @@ from attnsep_jax.data.augment import rms_db
 
 FLUID_R3 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
 SOUNDFONT_LICENCES = {"TimGM6mb.sf2": "GPL-2.0 (Tim Brechbill, shipped with pretty_midi)",
-                      "FluidR3_GM.sf2": "MIT (Frank Wen, Debian fluid-soundfont-gm)"}
+                      "FluidR3_GM.sf2": "MIT (Frank Wen, Debian fluid-soundfont-gm)",
+                      "MuseScore_General_Lite.sf3":
+                          "MIT (S. Christian Collins, Debian musescore-general-soundfont-small)",
+                      "OPL-3_FM_128M.sf2": "CC-BY-SA-4.0 (Zandro Reveille, Debian opl3-soundfont)"}
 TINYSOUNDFONT = "tinysoundfont==0.3.7"
 
 
@@ -98,13 +101,17 @@ def render_stem(parts: list[Part], soundfont: bytes, num_samples: int,
   return out, names
 
 
-def render_song(song: Song, soundfont: bytes, sample_rate: int = SAMPLE_RATE):
-  """Stems ``(4, time, 2)`` float32 at realistic relative levels, never clipping."""
+def render_song(song: Song, soundfont: bytes | dict[str, bytes], sample_rate: int = SAMPLE_RATE):
+  """Stems ``(4, time, 2)`` float32 at realistic relative levels, never clipping.
+
+  ``soundfont``: one soundfont file's bytes, or one per source.
+  """
   rng = song.rng
   num_samples = int(round(song.seconds * sample_rate))
   stems, instruments = [], {}
   for source in SOURCES:
-    audio, names = render_stem(song.parts[source], soundfont, num_samples, sample_rate)
+    font = soundfont[source] if isinstance(soundfont, dict) else soundfont
+    audio, names = render_stem(song.parts[source], font, num_samples, sample_rate)
     stems.append(audio)
     instruments[source] = names
   stems = np.stack(stems)                                         # (4, T, 2)

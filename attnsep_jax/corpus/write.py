@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import time
+from typing import Sequence
 
 import numpy as np
 
@@ -28,6 +29,7 @@ FORMAT = "attnsep-synth-1"
 STEMS = ("mixture",) + SOURCES
 # What this tool writes in a corpus folder: all that --force may replace.
 CORPUS_ENTRIES = ("train", "test", "mus.yaml", "corpus.json")
+_SOUNDFONT_STREAM = 0x50F7
 
 
 def track_name(number: int, song: Song) -> str:
@@ -38,9 +40,13 @@ def make_track(job: dict) -> dict:
   """Composes, renders and writes one track folder; returns its metadata."""
   started = time.process_time()
   song = compose((job["seed"], job["number"]), job["seconds"])
-  with open(job["soundfont"], "rb") as f:
-    soundfont = f.read()
-  stems, instruments = render_song(song, soundfont, job["sample_rate"])
+  paths = stem_soundfonts(job["soundfonts"], job["seed"], job["number"])
+  fonts = {}
+  for path in set(paths.values()):
+    with open(path, "rb") as f:
+      fonts[path] = f.read()
+  stems, instruments = render_song(song, {s: fonts[p] for s, p in paths.items()},
+                                   job["sample_rate"])
   stems_q, mixture_q = quantize(stems, job["subtype"])
   name = track_name(job["number"], song)
   folder = os.path.join(job["root"], job["subset"], name)
@@ -55,9 +61,26 @@ def make_track(job: dict) -> dict:
       progressions={k: [int(d) + 1 for d in v] for k, v in song.progressions.items()},
       sections=[s["kind"] for s in song.sections], bass_figure=song.bass_figure,
       instruments=instruments,
+      soundfonts={s: os.path.basename(p) for s, p in paths.items()},
       levels_dbfs={s: round(float(rms_db(a)), 2) for s, a in zip(SOURCES, as_float)},
       peak=round(float(np.max(np.abs(as_float.sum(axis=0)))), 4),
       cpu_seconds=time.process_time() - started)
+
+
+def stem_soundfonts(soundfonts: list[str], seed: int, number: int) -> dict[str, str]:
+  """The soundfont of each stem of track ``number``: drawn independently per
+  stem, so that a drum kit of one soundfont plays with a bass of another."""
+  if len(soundfonts) == 1:
+    return {s: soundfonts[0] for s in SOURCES}
+  # A stream of its own (not the song's): adding soundfonts changes no song.
+  rng = np.random.default_rng((seed, number, _SOUNDFONT_STREAM))
+  return {s: soundfonts[i] for s, i in zip(SOURCES, rng.integers(len(soundfonts), size=len(SOURCES)))}
+
+
+def soundfont_names(meta: dict) -> list[str]:
+  """The soundfonts a corpus.json records (older corpora record one, as ``soundfont``)."""
+  fonts = meta.get("soundfonts") or [meta.get("soundfont") or {}]
+  return [f.get("name", "?") for f in fonts]
 
 
 def mus_yaml(validation: list[str], sample_rate: int) -> dict:
@@ -76,7 +99,8 @@ def mus_yaml(validation: list[str], sample_rate: int) -> dict:
 
 
 def generate_corpus(out: str, tracks: int = 12, test_tracks: int = 4, valid_tracks: int | None = None,
-                    seconds: float = 20.0, seed: int = 0, soundfont: str | None = None,
+                    seconds: float = 20.0, seed: int = 0,
+                    soundfont: str | Sequence[str] | None = None,
                     sample_rate: int = SAMPLE_RATE, subtype: str = "PCM_16", workers: int = 1,
                     force: bool = False, progress: bool = False) -> dict:
   """Writes a corpus to ``out`` and returns its metadata (also in out/corpus.json).
@@ -88,7 +112,8 @@ def generate_corpus(out: str, tracks: int = 12, test_tracks: int = 4, valid_trac
     valid_tracks: train tracks listed for validation (None: max(1, tracks // 6)).
     seconds: length of each track, in seconds.
     seed: selects every song.
-    soundfont: .sf2/.sf3 file (None: ``default_soundfont()``).
+    soundfont: .sf2/.sf3 file, or several: each stem of each track is then
+      rendered with one of them, drawn at random (None: ``default_soundfont()``).
     sample_rate: in Hz.
     subtype: "PCM_16" (as MUSDB18-HQ; exact sums) or "FLOAT".
     workers: processes rendering tracks in parallel.
@@ -102,9 +127,7 @@ def generate_corpus(out: str, tracks: int = 12, test_tracks: int = 4, valid_trac
   out = os.path.abspath(out)
   _check_output(out, force)
   _check_arguments(tracks, test_tracks, seconds, subtype)
-  soundfont = os.path.abspath(soundfont or default_soundfont())
-  if not os.path.isfile(soundfont):
-    raise FileNotFoundError(f"soundfont not found: {soundfont}")
+  soundfonts = _check_soundfonts(soundfont)
   valid_tracks = max(1, tracks // 6) if valid_tracks is None else valid_tracks
   if valid_tracks >= tracks and tracks > 1:
     raise ValueError("valid_tracks must leave at least one training track")
@@ -116,13 +139,13 @@ def generate_corpus(out: str, tracks: int = 12, test_tracks: int = 4, valid_trac
   with staged_folder(out, what, overwrite=os.path.exists(out), intact=intact,
                      needed_bytes=needed) as staging:
     jobs = [dict(root=staging, subset="train" if n <= tracks else "test", number=n, seed=seed,
-                 seconds=seconds, soundfont=soundfont, sample_rate=sample_rate, subtype=subtype)
+                 seconds=seconds, soundfonts=soundfonts, sample_rate=sample_rate, subtype=subtype)
             for n in range(1, tracks + test_tracks + 1)]
     started = time.perf_counter()
     results = _write_tracks(staging, jobs, workers, progress)
     wall = time.perf_counter() - started
     meta = _write_metadata(staging, results, valid_tracks, seed, seconds, sample_rate,
-                           subtype, soundfont)
+                           subtype, soundfonts)
   # Timings stay out of corpus.json so that the same seed gives the same files.
   return dict(meta, wall_seconds=wall,
               cpu_seconds=sum(r["cpu_seconds"] for r in results), root=out)
@@ -137,7 +160,8 @@ def _write_tracks(root: str, jobs: list[dict], workers: int, progress: bool) -> 
 
 
 def _write_metadata(root: str, results: list[dict], valid_tracks: int, seed: int,
-                    seconds: float, sample_rate: int, subtype: str, soundfont: str) -> dict:
+                    seconds: float, sample_rate: int, subtype: str,
+                    soundfonts: list[str]) -> dict:
   """Writes mus.yaml and corpus.json under ``root``; returns corpus.json's content.
 
   Sets each result's ``split`` (train, valid or test).
@@ -151,8 +175,9 @@ def _write_metadata(root: str, results: list[dict], valid_tracks: int, seed: int
     yaml.safe_dump(mus_yaml(valid, sample_rate), f, sort_keys=False)
   meta = dict(
       format=FORMAT, seed=seed, seconds=seconds, sample_rate=sample_rate, subtype=subtype,
-      soundfont=dict(path=soundfont, name=os.path.basename(soundfont), sha256=_sha256(soundfont),
-                     licence=SOUNDFONT_LICENCES.get(os.path.basename(soundfont), "see its source")),
+      soundfonts=[dict(path=p, name=os.path.basename(p), sha256=_sha256(p),
+                       licence=SOUNDFONT_LICENCES.get(os.path.basename(p), "see its source"))
+                  for p in soundfonts],
       validation_tracks=valid,
       tracks=[{k: v for k, v in r.items() if k != "cpu_seconds"} for r in results])
   with open(os.path.join(root, "corpus.json"), "w") as f:
@@ -210,6 +235,20 @@ def _check_output(out: str, force: bool) -> None:
   if others:
     raise FileExistsError(f"{out} holds files besides a corpus ({', '.join(others[:5])}); "
                           "move them away to replace the corpus")
+
+
+def _check_soundfonts(soundfont: str | Sequence[str] | None) -> list[str]:
+  """Absolute paths of the soundfonts, each an existing file, none twice."""
+  paths = [soundfont] if soundfont is None or isinstance(soundfont, str) else list(soundfont)
+  paths = [os.path.abspath(p or default_soundfont()) for p in paths]
+  if not paths:
+    raise ValueError("need at least one soundfont")
+  for path in paths:
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"soundfont not found: {path}")
+  if len(set(paths)) < len(paths):
+    raise ValueError("a soundfont is given twice")
+  return paths
 
 
 def _sha256(path: str) -> str:
