@@ -10,7 +10,10 @@ a Markdown table (``OUT/results.md``) with the mixture and oracle-IRM
 reference rows and the published MUSDB18 rows, and two pictures
 (``OUT/plots/``): the per-track SDR of each source, and the spectrograms of
 one track's mixture, references and estimates.  Tracks already scored in OUT
-are skipped unless ``--force``, so an interrupted evaluation resumes.
+are skipped unless ``--force``, so an interrupted evaluation resumes; OUT's
+``settings.json`` records what the model's scores depend on (the parameters'
+checksum, the inference settings, ``--seconds``), and a run with other
+settings is refused rather than mixed with them.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 from attnsep_jax import SOURCES, cli, files
 
 PLOTS = "plots"
+SETTINGS = "settings.json"
 
 
 class EvaluationError(Exception):
@@ -204,10 +208,40 @@ def _start(args) -> Evaluation:
                     args.plot_track or tracks[0].name)
 
 
+def scoring_settings(run: Evaluation) -> dict:
+  """What the model's scores in OUT depend on, besides the tracks (as JSON reads back)."""
+  from attnsep_jax.train.checkpoint import tree_checksum
+  settings = {"params_checksum": tree_checksum(run.params), "seconds": run.args.seconds,
+              **{f"inference.{k}": v for k, v in sorted(run.inference.items())}}
+  return json.loads(json.dumps(settings))
+
+
+def _check_settings(run: Evaluation, settings: dict) -> bool:
+  """Refuses to add scores to an OUT scored with other settings (unless --force);
+  True when settings.json is to be (re)written before scoring."""
+  path = os.path.join(run.layout.out, SETTINGS)
+  if not os.path.exists(path):
+    return True
+  try:
+    earlier = _load_json(path)
+  except (OSError, ValueError) as e:
+    raise EvaluationError(f"{path} is unreadable ({e}); remove it or choose another --out")
+  changed = [f"{k} {earlier.get(k)!r} -> {v!r}" for k, v in settings.items()
+             if earlier.get(k) != v]
+  if changed and not run.args.force:
+    raise EvaluationError(f"{run.layout.out} holds scores made with other settings "
+                          f"({'; '.join(changed)}); pass --force to re-score every track, "
+                          "or choose another --out")
+  return False
+
+
 def evaluate(args) -> int:
   """The command's work, once its arguments are parsed; returns the exit status."""
   run = _start(args)
   layout = run.layout
+  settings = scoring_settings(run)
+  if _check_settings(run, settings):
+    files.write_json(os.path.join(layout.out, SETTINGS), settings, "the scoring settings")
   todo = {m: [t for t in run.tracks
               if args.force or not os.path.exists(layout.scores(m, t.name))]
           for m in run.methods}
@@ -215,6 +249,9 @@ def evaluate(args) -> int:
   print(f"{len(run.tracks)} tracks x {len(run.methods)} methods; {count} to score "
         f"({len(run.tracks) * len(run.methods) - count} already in {layout.out})", flush=True)
   excerpt = _score(run, todo, count)
+  # Written after a forced re-scoring, not before: an interrupted one is
+  # refused on resume instead of mixing old scores with new.
+  files.write_json(os.path.join(layout.out, SETTINGS), settings, "the scoring settings")
   if excerpt is None and (args.force or not os.path.exists(layout.spectrograms(run.plot_track))):
     # Scored in an earlier run: separate it again, for its picture only.
     plotted = [t for t in run.tracks if t.name == run.plot_track]

@@ -87,6 +87,11 @@ def test_scores_equal_a_direct_museval_eval_mus_track(synth_corpus, export_dir, 
   assert evaluate_cli.main(args) == 0
   assert os.path.getmtime(model_json) == mtime
   assert os.path.getmtime(os.path.join(out, pictures[1])) == spectrograms_mtime
+  # Other inference settings are refused, not mixed with the scores there.
+  assert evaluate_cli.main(args + ["--shifts", "2"]) == 1
+  err = capsys.readouterr().err
+  assert "other settings (inference.shifts 0 -> 2)" in err and len(err.splitlines()) == 1
+  assert os.path.getmtime(model_json) == mtime
 
   # museval itself, in a worker process: the same JSON as the direct call.
   assert evaluate_cli.main(args + ["--backend", "museval", "--no-references", "--force"]) == 0
