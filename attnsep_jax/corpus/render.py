@@ -22,7 +22,8 @@ SOUNDFONT_LICENCES = {"TimGM6mb.sf2": "GPL-2.0 (Tim Brechbill, shipped with pret
                       "FluidR3_GM.sf2": "MIT (Frank Wen, Debian fluid-soundfont-gm)",
                       "MuseScore_General_Lite.sf3":
                           "MIT (S. Christian Collins, Debian musescore-general-soundfont-small)",
-                      "OPL-3_FM_128M.sf2": "CC-BY-SA-4.0 (Zandro Reveille, Debian opl3-soundfont)"}
+                      "OPL-3_FM_128M.sf2": "CC-BY-SA-4.0 (Zandro Reveille, Debian opl3-soundfont)",
+                      "sf_GMbank.sf2": "public domain (csound, Debian csound-soundfont)"}
 TINYSOUNDFONT = "tinysoundfont==0.3.7"
 
 
