@@ -74,7 +74,8 @@ def stem_soundfonts(soundfonts: list[str], seed: int, number: int) -> dict[str, 
     return {s: soundfonts[0] for s in SOURCES}
   # A stream of its own (not the song's): adding soundfonts changes no song.
   rng = np.random.default_rng((seed, number, _SOUNDFONT_STREAM))
-  return {s: soundfonts[i] for s, i in zip(SOURCES, rng.integers(len(soundfonts), size=len(SOURCES)))}
+  drawn = rng.integers(len(soundfonts), size=len(SOURCES))
+  return {s: soundfonts[i] for s, i in zip(SOURCES, drawn)}
 
 
 def soundfont_names(meta: dict) -> list[str]:
