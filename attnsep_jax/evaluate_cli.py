@@ -216,12 +216,11 @@ def scoring_settings(run: Evaluation) -> dict:
   return json.loads(json.dumps(settings))
 
 
-def _check_settings(run: Evaluation, settings: dict) -> bool:
-  """Refuses to add scores to an OUT scored with other settings (unless --force);
-  True when settings.json is to be (re)written before scoring."""
+def _check_settings(run: Evaluation, settings: dict) -> None:
+  """Refuses to add scores to an OUT scored with other settings (unless --force)."""
   path = os.path.join(run.layout.out, SETTINGS)
   if not os.path.exists(path):
-    return True
+    return
   try:
     earlier = _load_json(path)
   except (OSError, ValueError) as e:
@@ -232,16 +231,16 @@ def _check_settings(run: Evaluation, settings: dict) -> bool:
     raise EvaluationError(f"{run.layout.out} holds scores made with other settings "
                           f"({'; '.join(changed)}); pass --force to re-score every track, "
                           "or choose another --out")
-  return False
 
 
 def evaluate(args) -> int:
   """The command's work, once its arguments are parsed; returns the exit status."""
   run = _start(args)
   layout = run.layout
-  settings = scoring_settings(run)
-  if _check_settings(run, settings):
-    files.write_json(os.path.join(layout.out, SETTINGS), settings, "the scoring settings")
+  settings, settings_path = scoring_settings(run), os.path.join(layout.out, SETTINGS)
+  _check_settings(run, settings)
+  if not os.path.exists(settings_path):   # a new OUT: recorded before its first score
+    files.write_json(settings_path, settings, "the scoring settings")
   todo = {m: [t for t in run.tracks
               if args.force or not os.path.exists(layout.scores(m, t.name))]
           for m in run.methods}
@@ -249,9 +248,10 @@ def evaluate(args) -> int:
   print(f"{len(run.tracks)} tracks x {len(run.methods)} methods; {count} to score "
         f"({len(run.tracks) * len(run.methods) - count} already in {layout.out})", flush=True)
   excerpt = _score(run, todo, count)
-  # Written after a forced re-scoring, not before: an interrupted one is
-  # refused on resume instead of mixing old scores with new.
-  files.write_json(os.path.join(layout.out, SETTINGS), settings, "the scoring settings")
+  if args.force:
+    # Written after a forced re-scoring, not before: an interrupted one is
+    # refused on resume instead of mixing old scores with new.
+    files.write_json(settings_path, settings, "the scoring settings")
   if excerpt is None and (args.force or not os.path.exists(layout.spectrograms(run.plot_track))):
     # Scored in an earlier run: separate it again, for its picture only.
     plotted = [t for t in run.tracks if t.name == run.plot_track]

@@ -240,8 +240,8 @@ def _check_output(out: str, force: bool) -> None:
 
 def _check_soundfonts(soundfont: str | Sequence[str] | None) -> list[str]:
   """Absolute paths of the soundfonts, each an existing file, none twice."""
-  paths = [soundfont] if soundfont is None or isinstance(soundfont, str) else list(soundfont)
-  paths = [os.path.abspath(p or default_soundfont()) for p in paths]
+  soundfont = default_soundfont() if soundfont is None else soundfont
+  paths = [os.path.abspath(p) for p in ([soundfont] if isinstance(soundfont, str) else soundfont)]
   if not paths:
     raise ValueError("need at least one soundfont")
   for path in paths:
