@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--soft-mask-power", type=float, default=None, metavar="P",
                       help="re-estimate the stems as ratio masks |S|^P of the mixture's STFT; "
                       "0: off (default: the config's inference.soft_mask_power)")
+  parser.add_argument("--wiener-iterations", type=int, default=None, metavar="N",
+                      help="refine the soft-masked stems with N iterations of the "
+                      "multichannel Wiener filter (default: the config's "
+                      "inference.wiener_iterations)")
   parser.add_argument("--no-references", action="store_true",
                       help="skip the mixture and oracle-IRM reference rows")
   parser.add_argument("--plot-track", default=None, metavar="NAME",
@@ -78,6 +82,8 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.soft_mask_power is not None and not args.soft_mask_power >= 0:
     parser.error("--soft-mask-power must be 0 or more")
+  if args.wiener_iterations is not None and args.wiener_iterations < 0:
+    parser.error("--wiener-iterations must be 0 or more")
   from attnsep_jax.data.musdb import DataError
   from attnsep_jax.export import ModelLoadError
   try:
@@ -191,6 +197,7 @@ def _start(args) -> Evaluation:
   from attnsep_jax.data.musdb import TrackIndex
   from attnsep_jax.evaluation import METHODS
   from attnsep_jax.export import load_model
+  from attnsep_jax.inference import post_filter_problem
 
   config, model, params = load_model(args.checkpoint)
   rate = int(config.data.sample_rate)
@@ -199,6 +206,11 @@ def _start(args) -> Evaluation:
     inference["shifts"] = args.shifts
   if args.soft_mask_power is not None:
     inference["soft_mask_power"] = args.soft_mask_power
+  if args.wiener_iterations is not None:
+    inference["wiener_iterations"] = args.wiener_iterations
+  problem = post_filter_problem(inference)
+  if problem:
+    raise EvaluationError(problem)
   index = TrackIndex(args.musdb, is_wav=args.is_wav)
   tracks = _select_tracks(index, args, rate)
   layout = Layout(args.out or os.path.join(args.checkpoint, f"museval-{args.subset}"),

@@ -29,18 +29,28 @@ Reader = Callable[[int, int], np.ndarray]   # (start, frames) -> (frames, channe
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted_apply(model: AttnSepNet, soft_mask_power: float, soft_mask_fft_size: int):
+def _jitted_apply(model: AttnSepNet, soft_mask_power: float, soft_mask_fft_size: int,
+                  wiener_iterations: int):
   # One compiled function per model definition and post-filter; jit's own
   # cache then holds one executable per input shape, and every chunk batch
   # has the same shape. The post-filter is the network's own soft-mask stage
   # switched on (it has no parameters), so a model trained through the mask
   # is never masked twice.
   if soft_mask_power:
-    model = model.clone(soft_mask_power=soft_mask_power, soft_mask_fft_size=soft_mask_fft_size)
+    model = model.clone(soft_mask_power=soft_mask_power, soft_mask_fft_size=soft_mask_fft_size,
+                        wiener_iterations=wiener_iterations)
 
   def apply(params, mixture):                                # (b, segment, C)
     return model.apply({"params": params}, mixture)          # (b, S, segment, C)
   return jax.jit(apply)
+
+
+def post_filter_problem(inference) -> str | None:
+  """Why ``inference`` settings cannot run (one line), or None when they can."""
+  if inference.get("wiener_iterations") and not inference.get("soft_mask_power"):
+    return ("the Wiener filter refines the soft mask's stems: wiener_iterations "
+            "needs soft_mask_power > 0 (--soft-mask-power 1)")
+  return None
 
 
 def triangular_window(length: int) -> np.ndarray:
@@ -68,7 +78,7 @@ def _shifted(read: Reader, offset: int) -> Reader:
 
 def _stream_once(model, params, read: Reader, length: int, channels: int, segment: int,
                  hop: int, batch_size: int, progress,
-                 soft_mask: tuple[float, int]) -> Iterator[np.ndarray]:
+                 soft_mask: tuple[float, int, int]) -> Iterator[np.ndarray]:
   num_segments = max(1, math.ceil(max(length - segment, 0) / hop) + 1)
   window = triangular_window(segment)[:, None]              # (segment, 1)
   apply = _jitted_apply(model, *soft_mask)
@@ -128,7 +138,7 @@ def iter_separate(model: AttnSepNet, params, read: Reader, length: int, channels
                   sample_rate: int = 44100, segment_seconds: float = 10.0,
                   overlap: float = 0.25, batch_size: int = 4, shifts: int = 0,
                   seed: int = 0, soft_mask_power: float = 0.0, soft_mask_fft_size: int = 8192,
-                  progress=None) -> Iterator[np.ndarray]:
+                  wiener_iterations: int = 0, progress=None) -> Iterator[np.ndarray]:
   """Separates a track chunk by chunk, yielding consecutive output stretches.
 
   Args:
@@ -149,6 +159,8 @@ def iter_separate(model: AttnSepNet, params, read: Reader, length: int, channels
       segment's stems re-estimated as ratio masks |S_j|^p / sum_k |S_k|^p of
       the mixture's STFT (``masking.soft_mask``; 1: magnitude ratio).
     soft_mask_fft_size: the post-filter's STFT window, in samples.
+    wiener_iterations: with the post-filter, iterations of the multichannel
+      Wiener filter on the masked stems (``masking.wiener_refine``); 0: none.
     progress: optional ``progress(done, total)`` callback, in segments.
   Yields:
     (sources, n, channels) float32 blocks whose lengths add up to ``length``.
@@ -161,7 +173,11 @@ def iter_separate(model: AttnSepNet, params, read: Reader, length: int, channels
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   segment = max(1, int(round(segment_seconds * sample_rate)))
   hop = max(1, int(segment * (1.0 - overlap)))
-  soft_mask = (float(soft_mask_power), int(soft_mask_fft_size))
+  problem = post_filter_problem(dict(soft_mask_power=soft_mask_power,
+                                    wiener_iterations=wiener_iterations))
+  if problem:
+    raise ValueError(problem)
+  soft_mask = (float(soft_mask_power), int(soft_mask_fft_size), int(wiener_iterations))
   if not shifts:
     yield from _stream_once(model, params, read, length, channels, segment, hop,
                             batch_size, progress, soft_mask)
@@ -187,7 +203,7 @@ def separate(model: AttnSepNet, params, mixture: np.ndarray, *,
              sample_rate: int = 44100, segment_seconds: float = 10.0,
              overlap: float = 0.25, batch_size: int = 4, shifts: int = 0,
              seed: int = 0, soft_mask_power: float = 0.0, soft_mask_fft_size: int = 8192,
-             progress=None) -> np.ndarray:
+             wiener_iterations: int = 0, progress=None) -> np.ndarray:
   """Separates a whole in-memory track: (time, channels) -> (sources, time, channels).
 
   Arguments as ``iter_separate``.
@@ -199,5 +215,6 @@ def separate(model: AttnSepNet, params, mixture: np.ndarray, *,
       model, params, array_reader(mixture), mixture.shape[0], mixture.shape[1],
       sample_rate=sample_rate, segment_seconds=segment_seconds, overlap=overlap,
       batch_size=batch_size, shifts=shifts, seed=seed, soft_mask_power=soft_mask_power,
-      soft_mask_fft_size=soft_mask_fft_size, progress=progress))
+      soft_mask_fft_size=soft_mask_fft_size, wiener_iterations=wiener_iterations,
+      progress=progress))
   return np.concatenate(blocks, axis=1)

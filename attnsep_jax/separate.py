@@ -300,6 +300,9 @@ def _parser() -> argparse.ArgumentParser:
   model.add_argument("--soft-mask-power", type=float, metavar="P",
                      help="re-estimate the stems as ratio masks |S|^P of the mixture's "
                           "STFT (1: magnitude ratio); 0: the network's stems as they are")
+  model.add_argument("--wiener-iterations", type=int, metavar="N",
+                     help="refine the soft-masked stems with N iterations of the "
+                          "multichannel Wiener filter (Open-Unmix's); 0: none")
   model.add_argument("--jobs", type=int, default=1, metavar="N",
                      help="songs separated at a time, each in a worker process on its "
                           "share of the CPU cores (default 1)")
@@ -329,12 +332,15 @@ def _check_args(parser, args) -> Run:
     parser.error("--shifts must be 0 or more")
   if args.soft_mask_power is not None and not args.soft_mask_power >= 0:
     parser.error("--soft-mask-power must be 0 or more")
+  if args.wiener_iterations is not None and args.wiener_iterations < 0:
+    parser.error("--wiener-iterations must be 0 or more")
   if args.force and args.skip_existing:
     parser.error("--force and --skip-existing exclude each other")
   inference = {key: value for key, value in (
       ("segment_seconds", args.segment), ("overlap", args.overlap),
       ("shifts", args.shifts), ("batch_size", args.batch_size),
-      ("soft_mask_power", args.soft_mask_power)) if value is not None}
+      ("soft_mask_power", args.soft_mask_power),
+      ("wiener_iterations", args.wiener_iterations)) if value is not None}
   outputs = Outputs(stems=names, fmt=args.format, bits=args.bits, filename=args.filename,
                     mp3_bitrate_kbps=args.mp3_bitrate)
   return Run(args.out, outputs, inference, force=args.force,
@@ -369,6 +375,10 @@ def main(argv=None) -> int:
     config, model, params = load_model(args.checkpoint)
   except ModelLoadError as e:
     return cli.fail("separate", e)
+  from attnsep_jax.inference import post_filter_problem
+  problem = post_filter_problem({**dict(config.inference), **run.inference})
+  if problem:
+    return cli.fail("separate", problem)
   # With --jobs the workers load their own; this copy only checked the checkpoint.
   loaded = (model, params, config) if args.jobs == 1 else None
   del model, params

@@ -52,6 +52,7 @@ def get_config():
       mixture_consistency=False,  # stems projected to sum to the mixture
       soft_mask_power=0.0,        # stems as STFT ratio masks in the network (0: off)
       soft_mask_fft_size=8192,    # that STFT's window, samples
+      wiener_iterations=0,        # multichannel Wiener (EM) steps after the mask
       remat_separator=False,
       dtype="float32",            # compute dtype; parameters stay float32
   )
@@ -128,5 +129,8 @@ def get_config():
       # of the mixture's STFT (attnsep_jax.masking); 0: the network's stems.
       soft_mask_power=0.0,
       soft_mask_fft_size=8192,
+      # With the post-filter: Open-Unmix's multichannel Wiener filter, that
+      # many EM iterations on the masked stems; 0: the masks alone.
+      wiener_iterations=0,
   )
   return config

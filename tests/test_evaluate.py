@@ -110,6 +110,11 @@ def test_bad_arguments_are_one_line_errors(synth_corpus, export_dir, tmp_path, c
   assert "No Such Song" in capsys.readouterr().err
   assert evaluate_cli.main(["--checkpoint", export_dir, "--musdb", str(tmp_path),
                             "--is-wav"]) == 1
+  capsys.readouterr()
+  assert evaluate_cli.main(["--checkpoint", export_dir, "--musdb", synth_corpus, "--is-wav",
+                            "--soft-mask-power", "0", "--wiener-iterations", "1"]) == 1
+  err = capsys.readouterr().err
+  assert "soft_mask_power" in err and len(err.strip().splitlines()) == 1
 
 
 def test_aggregation_is_median_over_frames_then_tracks():

@@ -88,7 +88,7 @@ def test_shifts_average_passes_and_keep_length(tiny_model_and_params):
 
 def test_one_compilation_for_many_lengths(tiny_model_and_params):
   model, params = tiny_model_and_params
-  apply = _jitted_apply(model, 0.0, 256)
+  apply = _jitted_apply(model, 0.0, 256, 0)
   kwargs = dict(sample_rate=1000, segment_seconds=0.8, overlap=0.25, batch_size=2,
                 soft_mask_power=0.0, soft_mask_fft_size=256)
   separate(model, params, np.zeros((900, 2), np.float32), **kwargs)
@@ -127,3 +127,9 @@ def test_soft_mask_post_filter_makes_stems_sum_to_the_mixture(tiny_model_and_par
   assert not np.allclose(masked, plain, atol=1e-3)
   # The masks follow the network's stems: louder stems keep more energy.
   assert np.corrcoef(np.abs(plain).mean(axis=(1, 2)), np.abs(masked).mean(axis=(1, 2)))[0, 1] > 0.5
+  refined = separate(model, params, mixture, soft_mask_power=1.0, soft_mask_fft_size=256,
+                     wiener_iterations=1, **kwargs)
+  np.testing.assert_allclose(refined.sum(axis=0), mixture, atol=1e-4)
+  assert not np.allclose(refined, masked, atol=1e-4)
+  with pytest.raises(ValueError, match="soft_mask_power"):
+    separate(model, params, mixture, wiener_iterations=1, **kwargs)

@@ -137,9 +137,14 @@ def test_folders_globs_stem_choices_template_and_settings(tiny_export, tiny_conf
   assert info.samplerate == 44100 and info.duration == pytest.approx(0.4, abs=0.1)
   for clash in (["--stems", "drums", "--two-stems", "bass"], ["--stems", "piano"],
                 ["--filename", "{track}.{ext}"], ["--overlap", "1.5"],
-                ["--soft-mask-power", "-1"]):
+                ["--soft-mask-power", "-1"], ["--wiener-iterations", "-1"]):
     with pytest.raises(SystemExit):
       separate_main([str(album / "a.wav"), "--checkpoint", tiny_export, "--out", out] + clash)
+  capsys.readouterr()
+  assert separate_main([str(album / "a.wav"), "--checkpoint", tiny_export, "--out", out,
+                        "--soft-mask-power", "0", "--wiener-iterations", "2"]) == 1
+  err = capsys.readouterr().err
+  assert err.startswith("attnsep separate: error: ") and "soft_mask_power" in err
 
 
 def test_bad_inputs_fail_one_by_one(tiny_export, tmp_path, capsys):

@@ -66,6 +66,10 @@ class AttnSepNet(nn.Module):
       of the mixture's STFT inside the network, so that training scores the
       masked stems (the inference post-filter, learnt through); 0: off (paper).
     soft_mask_fft_size: that STFT's window, in samples.
+    wiener_iterations: with the soft mask, that many iterations of the
+      multichannel Wiener filter (Open-Unmix's, ``masking.wiener_refine``)
+      refine the masked stems with each stem's place in the stereo image;
+      0: the masks alone.
     remat_separator: rematerialise dual-path blocks in the backward pass.
     dtype: compute dtype name ("float32" or "bfloat16"); params stay float32.
   """
@@ -100,6 +104,7 @@ class AttnSepNet(nn.Module):
   mixture_consistency: bool = False
   soft_mask_power: float = 0.0
   soft_mask_fft_size: int = 8192
+  wiener_iterations: int = 0
   remat_separator: bool = False
   dtype: str = "float32"
 
@@ -167,7 +172,8 @@ class AttnSepNet(nn.Module):
       residual = mixture.astype(jnp.float32) - x.sum(axis=1)   # (batch, time, C)
       x = x + residual[:, None] / self.num_sources
     if self.soft_mask_power:
-      x = masking.soft_mask(mixture, x, self.soft_mask_power, self.soft_mask_fft_size)
+      x = masking.soft_mask(mixture, x, self.soft_mask_power, self.soft_mask_fft_size,
+                            self.wiener_iterations)
     return x
 
 
