@@ -34,6 +34,8 @@ def get_config():
       norm_groups=0,              # GroupNorm groups (0: none, as the paper)
       norm_starts=0,              # first U-Net level with GroupNorm
       rescale_init=0.0,           # Demucs' weight rescaling (0: off)
+      spectral_channels=(),       # spectral branch widths (Hybrid Demucs); (): none
+      spectral_output=True,       # the branch decodes stems too (False: input only)
       channel_attention=True,
       attention_reduction=8,      # squeeze-excitation bottleneck ratio
       separator="dual_path",      # dual_path | bilstm | none

@@ -12,6 +12,7 @@ from attnsep_jax import masking
 from attnsep_jax.models.decoder import Decoder
 from attnsep_jax.models.dual_path import (BiLSTMSeparator, DualPathSeparator,
                                           TransformerSettings)
+from attnsep_jax.models import spectral
 from attnsep_jax.models.encoder import BlockSettings, Encoder
 
 SEPARATORS = ("dual_path", "bilstm", "none")
@@ -44,6 +45,14 @@ class AttnSepNet(nn.Module):
     norm_starts: index of the first U-Net level with GroupNorm.
     rescale_init: Demucs' weight rescaling at initialisation: every U-Net
       conv's weights are divided by sqrt(std / rescale_init); 0 disables it.
+    spectral_channels: widths of a spectral branch (Hybrid Demucs): the same
+      blocks along the frequency axis of the mixture's STFT (hop: the total
+      stride), one per waveform block, meeting the waveform branch at the
+      bottleneck and adding their inverse STFT to its stems; () for none
+      (the paper's time-domain network).
+    spectral_output: the spectral branch also decodes stems of its own;
+      False: it only feeds the bottleneck (a spectral front end, a third of
+      the branch's cost).
     channel_attention: squeeze-excitation on every block's feature map.
     attention_reduction: channels / hidden width of the attention gates.
     separator: "dual_path" (paper), "bilstm" (Demucs v2) or "none".
@@ -86,6 +95,8 @@ class AttnSepNet(nn.Module):
   norm_groups: int = 0
   norm_starts: int = 0
   rescale_init: float = 0.0
+  spectral_channels: Sequence[int] = ()
+  spectral_output: bool = True
   channel_attention: bool = True
   attention_reduction: int = 8
   separator: str = "dual_path"
@@ -147,6 +158,9 @@ class AttnSepNet(nn.Module):
     norm = dict(norm_groups=self.norm_groups, norm_starts=self.norm_starts)
     skips = Encoder(self.channels, settings, dense_connections=self.dense_connections,
                     dense_layers=self.dense_layers, **norm, name="encoder")(x)
+    if self.spectral_channels:
+      spectral_skips, folded = self._spectral_encoder(x, settings)
+      skips = [*skips[:-1], skips[-1] + folded]
     x = skips[-1]                                          # (batch, frames, C_N)
     if self.separator == "dual_path":
       layer = TransformerSettings(
@@ -160,8 +174,14 @@ class AttnSepNet(nn.Module):
           name="separator")(x, not train)
     elif self.separator == "bilstm":
       x = BiLSTMSeparator(self.separator_dim, dtype=dtype, name="separator")(x)
+    shared = x
     x = Decoder(self.channels, self.num_sources * audio_channels, settings, **norm,
                 name="decoder")(x, skips)
+    if self.spectral_channels and self.spectral_output:
+      spec = spectral.SpectralDecoder(
+          tuple(self.spectral_channels), 2 * self.num_sources * audio_channels, settings,
+          name="spectral_decoder")(shared, spectral_skips)   # (batch, frames, bins, S*C*2)
+      x = x + spectral.waveform(spec, self.total_stride, self.num_sources).astype(x.dtype)
     x = x[:, :time].astype(jnp.float32)                    # (batch, time, S*C)
     # (batch, time, S*C) -> (batch, S, time, C)
     x = x.reshape(batch, time, self.num_sources, audio_channels).transpose(0, 2, 1, 3)
@@ -177,10 +197,22 @@ class AttnSepNet(nn.Module):
     return x
 
 
+  def _spectral_encoder(self, x, settings):
+    """The spectral branch's skips and its bottleneck map (batch, frames, C_N)."""
+    if len(self.spectral_channels) != len(self.channels):
+      raise ValueError(
+          f"spectral_channels needs one width per waveform block ({len(self.channels)}), "
+          f"got {len(self.spectral_channels)}: the branches meet at the bottleneck")
+    cac = spectral.complex_as_channels(x, self.total_stride)   # (batch, frames, bins, 2C)
+    return spectral.SpectralEncoder(tuple(self.spectral_channels), settings, self.channels[-1],
+                                    name="spectral_encoder")(cac)
+
+
 def build_model(model_config) -> AttnSepNet:
   """``AttnSepNet(**config.model)``, with config tuples/lists normalised."""
   kwargs = dict(model_config)
   kwargs["channels"] = tuple(kwargs["channels"])
+  kwargs["spectral_channels"] = tuple(kwargs.get("spectral_channels", ()))
   return AttnSepNet(**kwargs)
 
 

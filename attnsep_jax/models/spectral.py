@@ -1,0 +1,142 @@
+"""Spectral branch: the U-Net's own blocks run along frequency (Hybrid Demucs).
+
+Hybrid Demucs (Défossez, 2021) pairs the waveform U-Net with a second U-Net
+over the mixture's STFT, the two meeting at the bottleneck; a spectrogram
+front end carries over to new timbres better than a learnt waveform
+filterbank (docs/architecture.md). Here the spectral U-Net is made of the
+waveform U-Net's ``EncoderBlock`` and ``DecoderBlock``, applied to each STFT
+frame as a 1-D signal over frequency (stride 4 in frequency per block, time
+untouched), so that the branch has no time context of its own: the
+dual-path separator at the shared bottleneck models time for both branches.
+
+Shapes: the STFT's hop is the waveform U-Net's total stride, so spectral
+frame ``t`` (centred on sample ``t * hop``) meets bottleneck frame ``t``; its
+window is 4 hops, and its ``2 * hop`` bins (the Nyquist bin dropped) shrink
+to 2 after as many blocks as the waveform U-Net has. Audio channels and real
+and imaginary parts are the input channels ("complex as channels"), and the
+output is each source's complex spectrogram, inverted and added to the
+waveform branch's stems.
+"""
+
+import dataclasses
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+from attnsep_jax import masking
+from attnsep_jax.models.decoder import DecoderBlock
+from attnsep_jax.models.encoder import BlockSettings, EncoderBlock
+
+# Frames of the STFT per window (masking.stft's hop is a quarter window).
+_WINDOW_HOPS = 4
+
+
+def fft_size_for(total_stride: int) -> int:
+  """The spectral branch's STFT window: four hops of the U-Net's total stride."""
+  return _WINDOW_HOPS * total_stride
+
+
+def _spectrum_scale(fft_size: int) -> float:
+  """sqrt(sum of the squared Hann window): white noise of unit variance then
+  has bins of unit mean power, the scale of the normalised waveform."""
+  return float(np.sqrt(np.sum((0.5 - 0.5 * np.cos(2 * np.pi * np.arange(fft_size) / fft_size)) ** 2)))
+
+
+def complex_as_channels(x: jnp.ndarray, hop: int) -> jnp.ndarray:
+  """(batch, time, C) waveform, time a multiple of ``hop`` -> (batch, time / hop, 2 * hop, 2C)."""
+  fft_size = _WINDOW_HOPS * hop
+  spec = masking.stft(jnp.swapaxes(x.astype(jnp.float32), 1, 2), fft_size)  # (b, C, frames+1, bins+1)
+  spec = spec[:, :, :-1, :-1] / _spectrum_scale(fft_size)   # last frame and Nyquist bin dropped
+  spec = jnp.stack([spec.real, spec.imag], axis=-1)         # (b, C, frames, bins, 2)
+  batch, channels, frames, bins, _ = spec.shape
+  # (b, C, frames, bins, 2) -> (b, frames, bins, C * 2)
+  return spec.transpose(0, 2, 3, 1, 4).reshape(batch, frames, bins, 2 * channels)
+
+
+def waveform(cac: jnp.ndarray, hop: int, num_sources: int) -> jnp.ndarray:
+  """Inverse of ``complex_as_channels`` per source:
+  (batch, frames, 2 * hop, S * C * 2) -> (batch, frames * hop, S * C)."""
+  fft_size = _WINDOW_HOPS * hop
+  batch, frames, bins, features = cac.shape
+  channels = features // (2 * num_sources)
+  # (b, frames, bins, S * C * 2) -> (b, S, C, frames, bins) complex
+  parts = cac.astype(jnp.float32).reshape(batch, frames, bins, num_sources, channels, 2)
+  spec = (parts[..., 0] + 1j * parts[..., 1]).transpose(0, 3, 4, 1, 2)
+  # The dropped last frame and Nyquist bin come back as zeros.
+  spec = jnp.pad(spec, ((0, 0),) * 3 + ((0, 1), (0, 1))) * _spectrum_scale(fft_size)
+  audio = masking.istft(spec, fft_size, frames * hop)       # (b, S, C, time)
+  # (b, S, C, time) -> (b, time, S * C), the waveform decoder's layout
+  return audio.transpose(0, 3, 1, 2).reshape(batch, frames * hop, num_sources * channels)
+
+
+def _per_frame(block: nn.Module, x: jnp.ndarray, *more: jnp.ndarray) -> jnp.ndarray:
+  """Runs a 1-D block over frequency, every frame a row:
+  (batch, frames, bins, C) -> (batch * frames, bins, C) -> block -> back."""
+  batch, frames = x.shape[:2]
+  rows = lambda a: a.reshape(batch * frames, *a.shape[2:])
+  out = block(rows(x), *map(rows, more))
+  return out.reshape(batch, frames, *out.shape[1:])
+
+
+class SpectralEncoder(nn.Module):
+  """Encoder blocks along frequency, then the last map's bins folded into
+  ``out_features`` channels at the bottleneck.
+
+  Attributes:
+    channels: output channels of each block, shallow to deep.
+    settings: the waveform U-Net's block settings (kernel, stride, attention...).
+    out_features: channels of the bottleneck the branch is added to.
+  """
+  channels: Sequence[int]
+  settings: BlockSettings
+  out_features: int
+
+  @nn.compact
+  def __call__(self, cac: jnp.ndarray) -> tuple[list[jnp.ndarray], jnp.ndarray]:
+    # cac: (batch, frames, bins, 2C); each block divides bins by the stride.
+    skips, x = [], cac.astype(self.settings.dtype)
+    for index, channels in enumerate(self.channels):
+      x = _per_frame(EncoderBlock(channels=channels, settings=self.settings,
+                                  name=f"block_{index}"), x)
+      skips.append(x)
+    batch, frames, bins, channels = x.shape
+    # (batch, frames, bins, C) -> (batch, frames, bins * C) -> bottleneck width
+    folded = nn.Dense(self.out_features, dtype=self.settings.dtype, name="fold")(
+        x.reshape(batch, frames, bins * channels))
+    return skips, folded
+
+
+class SpectralDecoder(nn.Module):
+  """Unfolds the shared bottleneck into bins, then decoder blocks along
+  frequency with the spectral encoder's skips.
+
+  Attributes:
+    channels: the spectral encoder's channels, shallow to deep.
+    out_channels: channels of the output spectrogram (sources * audio channels * 2).
+    settings: the waveform U-Net's block settings.
+  """
+  channels: Sequence[int]
+  out_channels: int
+  settings: BlockSettings
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, skips: Sequence[jnp.ndarray]) -> jnp.ndarray:
+    # x: (batch, frames, C_bottleneck); skips[-1]: (batch, frames, bins, C_deep)
+    batch, frames, bins, deep = skips[-1].shape
+    x = nn.Dense(bins * deep, dtype=self.settings.dtype, name="unfold")(x)
+    x = x.reshape(batch, frames, bins, deep)
+    # Pointwise instead of the waveform decoder's kernel-3 conv: at the finest
+    # bins it cost more than the rest of the branch.
+    pointwise = dataclasses.replace(self.settings, decoder_kernel_size=1)
+    for index in reversed(range(len(self.channels))):
+      is_output = index == 0
+      settings = (dataclasses.replace(pointwise, channel_attention=False) if is_output
+                  else pointwise)
+      block = DecoderBlock(
+          upsample_channels=self.channels[max(index - 1, 0)],
+          channels=self.out_channels if is_output else self.channels[index - 1],
+          settings=settings, name=f"block_{index}")
+      x = _per_frame(block, x, skips[index])
+    return x  # (batch, frames, 2 * hop, out_channels)

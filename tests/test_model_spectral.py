@@ -1,0 +1,74 @@
+"""The spectral branch (Hybrid Demucs): its STFT framing and its place in the network."""
+
+import jax
+import numpy as np
+import pytest
+
+from attnsep_jax.losses import separation_loss
+from attnsep_jax.models import spectral
+from attnsep_jax.models.network import build_model, init_params
+
+
+def test_complex_as_channels_inverts_per_source_and_lines_up_in_time():
+  hop, frames = 64, 12
+  t = np.arange(hop * frames) / 8000.0
+  # Tones well below Nyquist: the dropped Nyquist bin holds nothing of them.
+  x = np.stack([np.sin(2 * np.pi * 440 * t), 0.5 * np.cos(2 * np.pi * 1250 * t)], -1)
+  x = x[None].astype(np.float32)                                   # (1, time, 2)
+  cac = spectral.complex_as_channels(x, hop)
+  assert cac.shape == (1, frames, 2 * hop, 4)                      # bins: 2 hops; 2 ch x re/im
+  # Three sources: the mixture's spectrogram, twice it, and silence.
+  stems = np.concatenate([cac, 2 * cac, 0 * cac], axis=-1)
+  audio = np.asarray(spectral.waveform(stems, hop, num_sources=3))
+  assert audio.shape == (1, hop * frames, 6)
+  # Exact except the last two hops, which the dropped last frame would have
+  # covered, and the dropped Nyquist bin (at the tones' abrupt onset, 1e-3).
+  inside = slice(0, hop * (frames - 2))
+  np.testing.assert_allclose(audio[0, inside, 0:2], x[0, inside], atol=2e-3)
+  np.testing.assert_allclose(audio[0, inside, 2:4], 2 * x[0, inside], atol=4e-3)
+  assert np.abs(audio[0, inside, 0:2] - x[0, inside]).mean() < 2e-4
+  np.testing.assert_allclose(audio[0, :, 4:6], 0.0, atol=1e-6)
+
+
+def _hybrid(tiny_config, spectral_channels=(4, 8)):
+  model = build_model({**tiny_config.model, "spectral_channels": spectral_channels})
+  return model, init_params(model, jax.random.key(0))
+
+
+def test_the_hybrid_network_keeps_every_length_and_trains_both_branches(tiny_config):
+  model, params = _hybrid(tiny_config)
+  assert {"spectral_encoder", "spectral_decoder", "encoder", "decoder"} <= set(params)
+  rng = np.random.default_rng(0)
+  for time in (1, 37):
+    out = model.apply({"params": params}, rng.normal(size=(1, time, 2)).astype(np.float32))
+    assert out.shape == (1, 4, time, 2) and np.all(np.isfinite(out))
+  mixture = rng.normal(size=(2, 320, 2)).astype(np.float32) * 0.1
+  sources = rng.normal(size=(2, 4, 320, 2)).astype(np.float32) * 0.05
+
+  def loss_fn(p):
+    return separation_loss(sources, model.apply({"params": p}, mixture), **tiny_config.loss)[0]
+
+  grads = jax.grad(loss_fn)(params)
+  for branch in ("spectral_encoder", "spectral_decoder"):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(grads[branch]):
+      leaf = np.asarray(leaf)
+      assert np.all(np.isfinite(leaf)) and np.any(leaf != 0), (branch, jax.tree_util.keystr(path))
+
+
+def test_the_spectral_branch_adds_to_the_waveform_branchs_stems(tiny_config):
+  model, params = _hybrid(tiny_config)
+  mixture = np.random.default_rng(0).normal(size=(1, 320, 2)).astype(np.float32) * 0.1
+  # Zeroing the spectral decoder's output block (conv -> GLU) silences the
+  # branch's stems; its encoder still feeds the bottleneck.
+  silent = {**params, "spectral_decoder": {
+      **params["spectral_decoder"],
+      "block_0": jax.tree_util.tree_map(np.zeros_like, params["spectral_decoder"]["block_0"])}}
+  with_branch = np.asarray(model.apply({"params": params}, mixture))
+  without = np.asarray(model.apply({"params": silent}, mixture))
+  assert np.abs(with_branch - without).max() > 1e-4
+
+
+def test_spectral_channels_must_match_the_waveform_blocks(tiny_config):
+  model = build_model({**tiny_config.model, "spectral_channels": (4,)})
+  with pytest.raises(ValueError, match="one width per waveform block"):
+    init_params(model, jax.random.key(0))
