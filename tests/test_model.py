@@ -209,6 +209,9 @@ def test_ablation_changes_what_it_says(path, tiny_config):
   elif name.endswith("mixture_consistency"):
     on = not name.startswith("no_")
     assert keys == base_keys and variant.model.mixture_consistency is on
+  elif name.startswith("spectral_"):
+    assert has(keys, "spectral_encoder") and not has(base_keys, "spectral_encoder")
+    assert has(keys, "spectral_decoder") is (name == "spectral_branch")
   elif name == "fewer_blocks":
     assert variant.model.num_dual_path_blocks == max(1, base.model.num_dual_path_blocks // 2)
   else:
