@@ -22,7 +22,8 @@ if [ ! -x /usr/bin/chromium ] && [ "${ATTNSEP_SKIP_BROWSER:-}" != 1 ]; then
   fi
 fi
 bash scripts/setup.sh
-.venv/bin/python -m pytest -q -n "${TEST_WORKERS:-2}" --dist loadscope "$@"
+# The slowest tests are listed, so that every CI log shows where the suite's time goes.
+.venv/bin/python -m pytest -q -n "${TEST_WORKERS:-2}" --dist loadscope --durations=15 "$@"
 if [ "${WHEEL_SMOKE:-1}" != 0 ]; then
   bash scripts/wheel_smoke.sh
 fi
