@@ -121,7 +121,8 @@ def test_folders_globs_stem_choices_template_and_settings(tiny_export, tiny_conf
   assert sorted(os.listdir(out)) == ["no_vocals", "vocals"]
   assert sorted(os.listdir(os.path.join(out, "vocals"))) == ["a.wav", "b.wav", "c.wav"]
   expected = separate(model, params, a, sample_rate=44100, segment_seconds=0.25, overlap=0.1,
-                      batch_size=3, shifts=0, soft_mask_power=1.0)
+                      batch_size=3, shifts=0, soft_mask_power=1.0,
+                      wiener_iterations=tiny_config.inference.wiener_iterations)
   vocals, _ = sf.read(os.path.join(out, "vocals", "a.wav"), dtype="float32")
   rest, _ = sf.read(os.path.join(out, "no_vocals", "a.wav"), dtype="float32")
   np.testing.assert_allclose(vocals, expected[SOURCES.index("vocals")], atol=1e-6)
