@@ -157,3 +157,18 @@ def test_ablations_apply_to_any_base(repo_root, tiny_config):
   assert override(apply_overrides(paper, [])).model.num_dual_path_blocks == 3
   small = load_config(os.path.join(repo_root, "configs", "cpu_small.py"))
   assert override(apply_overrides(small, [])).model.num_dual_path_blocks == 1
+
+
+def test_a_variant_stopped_by_a_signal_is_not_scored(tiny_config, tmp_path, monkeypatch):
+  # A SIGTERM ends training early with a checkpoint; the study must neither
+  # score that half-trained model nor record it as finished.
+  import attnsep_jax.train.loop as loop
+  monkeypatch.setattr(loop, "train_and_evaluate",
+                      lambda config, workdir: {"step": 2, "stopped_by_signal": True})
+  scored = []
+  monkeypatch.setattr(study, "evaluate_variant", lambda *a, **k: scored.append(a) or {})
+  workdir = str(tmp_path / "variant")
+  config = study.variant_config(tiny_config, None, data_root=None, steps=4, seed=0)
+  with pytest.raises(study.StudyStopped, match="stopped by a signal at step 2 of 4"):
+    study.run_variant("base", config, workdir, None)
+  assert not scored and not os.path.exists(os.path.join(workdir, study.RESULT_FILE))

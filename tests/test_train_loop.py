@@ -127,6 +127,7 @@ def test_sigterm_saves_and_resume_matches(tmp_path, straight_run, loop_config):
   summary = train_and_evaluate(loop_config, workdir, loader=_SignalAt(0),
                                validation_tracks=TRACKS)
   assert summary["step"] == 1   # stopped after the first step, with a checkpoint
+  assert summary["stopped_by_signal"]
   ckpt = Checkpointer(workdir, read_only=True)
   assert ckpt.all_steps() == [1]
   ckpt.close()

@@ -94,6 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report.report(args.workdir) is None:
       return cli.fail("ablate", f"no finished variants under {args.workdir}")
   except (config_lib.ConfigError, CheckpointError, TrainingDivergedError, DataError,
-          WriteError) as e:
+          WriteError, study.StudyStopped) as e:
     return cli.fail("ablate", e)
   return 0

@@ -26,6 +26,10 @@ BASE_NAME = "base"
 RESULT_FILE = "test_results.json"
 
 
+class StudyStopped(Exception):
+  """A variant's training was stopped by a signal (SIGTERM/SIGINT) before its end."""
+
+
 def discover_variants(ablations: str | None, names: Sequence[str] = ()) -> dict[str, str | None]:
   """Maps variant name -> ablation file (None for the base), sorted by name.
 
@@ -207,6 +211,11 @@ def _train_and_score(name: str, config, workdir: str, protocol: dict, with_musev
   log(f"[{name}] training to step {config.train.num_steps} in {workdir}")
   started = time.time()
   trained = train_and_evaluate(config, workdir)
+  if trained.get("stopped_by_signal"):
+    # Scoring a half-trained variant would record it as finished.
+    raise StudyStopped(f"{name} stopped by a signal at step {trained['step']} of "
+                       f"{config.train.num_steps}; checkpoint saved, run the same command "
+                       "again to resume")
   log(f"[{name}] evaluating on the test subset")
   curve = validation_curve(workdir)
   result = {

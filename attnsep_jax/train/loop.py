@@ -239,7 +239,8 @@ def train_and_evaluate(config, workdir: str, *, loader=None,
           break
   finally:
     summary["best_step"] = _close(ckpt, progress, writer, loader if own_loader else None)
-  summary.update(step=step, train_seconds=clock.train_seconds(),
+  summary.update(step=step, stopped_by_signal=stopper.requested,
+                 train_seconds=clock.train_seconds(),
                  first_step_seconds=metrics.first_step_seconds,
                  steps_per_sec=metrics.steps_per_sec)
   if is_main:
