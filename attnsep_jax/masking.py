@@ -134,14 +134,14 @@ def stft(x, fft_size: int):
   blocks = x.reshape(*x.shape[:-1], frames + _OVERLAP - 1, hop)
   # Frame t is blocks t .. t+3: (..., frames, fft_size)
   framed = jnp.concatenate([blocks[..., k:k + frames, :] for k in range(_OVERLAP)], axis=-1)
-  return jnp.fft.rfft(framed * _hann(fft_size), axis=-1)
+  return jnp.fft.rfft(framed * hann_window(fft_size), axis=-1)
 
 
 def istft(spec, fft_size: int, length: int):
   """Inverse of ``stft`` (weighted overlap-add), trimmed to ``length`` samples."""
   hop = fft_size // _OVERLAP
   frames = spec.shape[-2]
-  framed = jnp.fft.irfft(spec, n=fft_size, axis=-1) * _hann(fft_size)
+  framed = jnp.fft.irfft(spec, n=fft_size, axis=-1) * hann_window(fft_size)
   quarters = framed.reshape(*framed.shape[:-1], _OVERLAP, hop)   # (..., frames, 4, hop)
   lead = [(0, 0)] * (quarters.ndim - 3)
   # Quarter k of frame t lands in block t + k: (..., frames + 3, hop)
@@ -157,14 +157,14 @@ def _num_frames(length: int, fft_size: int) -> int:
   return math.ceil((length + fft_size) / (fft_size // _OVERLAP)) - (_OVERLAP - 1)
 
 
-def _hann(fft_size: int) -> np.ndarray:
+def hann_window(fft_size: int) -> np.ndarray:
   """Periodic Hann window (scipy's ``get_window("hann", n)``), float32."""
   return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(fft_size) / fft_size)).astype(np.float32)
 
 
 def _window_power(fft_size: int, frames: int) -> np.ndarray:
   """Overlap-added squared window: what ``istft`` divides by (never 0 inside)."""
-  quarters = (_hann(fft_size).astype(np.float64) ** 2).reshape(_OVERLAP, -1)
+  quarters = (hann_window(fft_size).astype(np.float64) ** 2).reshape(_OVERLAP, -1)
   total = np.zeros((frames + _OVERLAP - 1, fft_size // _OVERLAP))   # (blocks, hop)
   for k in range(_OVERLAP):
     total[k:k + frames] += quarters[k]

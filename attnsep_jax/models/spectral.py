@@ -33,15 +33,10 @@ from attnsep_jax.models.encoder import BlockSettings, EncoderBlock
 _WINDOW_HOPS = 4
 
 
-def fft_size_for(total_stride: int) -> int:
-  """The spectral branch's STFT window: four hops of the U-Net's total stride."""
-  return _WINDOW_HOPS * total_stride
-
-
 def _spectrum_scale(fft_size: int) -> float:
   """sqrt(sum of the squared Hann window): white noise of unit variance then
   has bins of unit mean power, the scale of the normalised waveform."""
-  return float(np.sqrt(np.sum((0.5 - 0.5 * np.cos(2 * np.pi * np.arange(fft_size) / fft_size)) ** 2)))
+  return float(np.sqrt(np.sum(masking.hann_window(fft_size).astype(np.float64) ** 2)))
 
 
 def complex_as_channels(x: jnp.ndarray, hop: int) -> jnp.ndarray:

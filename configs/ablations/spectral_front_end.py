@@ -2,11 +2,11 @@
 waveform U-Net's widths), feeding the bottleneck; the stems stay the
 waveform decoder's (docs/architecture.md, "Spectral branch")."""
 
-from attnsep_jax.config import ablation_of_paper
+from attnsep_jax.config import ablation_of_paper, load_ablation, sibling
 
 
 def override(config):
-  config.model.spectral_channels = tuple(max(4, c // 2) for c in config.model.channels)
+  config = load_ablation(sibling(__file__, "spectral_branch.py"))(config)
   config.model.spectral_output = False
   return config
 
