@@ -237,8 +237,10 @@ def _check_settings(run: Evaluation, settings: dict) -> None:
     earlier = _load_json(path)
   except (OSError, ValueError) as e:
     raise EvaluationError(f"{path} is unreadable ({e}); remove it or choose another --out")
+  # A setting missing from an OUT scored by an older version did not exist
+  # then: it is unchanged if it is off (0, False, None) now.
   changed = [f"{k} {earlier.get(k)!r} -> {v!r}" for k, v in settings.items()
-             if earlier.get(k) != v]
+             if earlier.get(k) != v and (k in earlier or v)]
   if changed and not run.args.force:
     raise EvaluationError(f"{run.layout.out} holds scores made with other settings "
                           f"({'; '.join(changed)}); pass --force to re-score every track, "

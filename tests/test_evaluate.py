@@ -92,6 +92,16 @@ def test_scores_equal_a_direct_museval_eval_mus_track(synth_corpus, export_dir, 
   err = capsys.readouterr().err
   assert "other settings (inference.shifts 0 -> 2)" in err and len(err.splitlines()) == 1
   assert os.path.getmtime(model_json) == mtime
+  # An OUT scored by a version that did not record a setting yet: unchanged
+  # while the setting is off, refused once it is on.
+  settings_path = os.path.join(out, "settings.json")
+  recorded = json.load(open(settings_path))
+  del recorded["inference.shifts"]
+  json.dump(recorded, open(settings_path, "w"))
+  assert evaluate_cli.main(args) == 0
+  assert os.path.getmtime(model_json) == mtime
+  assert evaluate_cli.main(args + ["--shifts", "2"]) == 1
+  assert "inference.shifts None -> 2" in capsys.readouterr().err
 
   # museval itself, in a worker process: the same JSON as the direct call.
   assert evaluate_cli.main(args + ["--backend", "museval", "--no-references", "--force"]) == 0
