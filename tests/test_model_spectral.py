@@ -30,41 +30,45 @@ def test_complex_as_channels_inverts_per_source_and_lines_up_in_time():
   np.testing.assert_allclose(audio[0, :, 4:6], 0.0, atol=1e-6)
 
 
-def _hybrid(tiny_config, spectral_channels=(4, 8)):
-  model = build_model({**tiny_config.model, "spectral_channels": spectral_channels})
-  return model, init_params(model, jax.random.key(0))
+@pytest.fixture(scope="module")
+def hybrid(tiny_config):
+  """The tiny model with a spectral branch, its parameters and its jitted apply."""
+  model = build_model({**tiny_config.model, "spectral_channels": (4, 8)})
+  # Jitted: run eagerly, init and apply of the two U-Nets took 80 s in CI.
+  params = jax.jit(lambda key: init_params(model, key))(jax.random.key(0))
+  return model, params, jax.jit(model.apply)
 
 
-def test_the_hybrid_network_keeps_every_length_and_trains_both_branches(tiny_config):
-  model, params = _hybrid(tiny_config)
+def test_the_hybrid_network_keeps_every_length_and_trains_both_branches(tiny_config, hybrid):
+  _, params, apply = hybrid
   assert {"spectral_encoder", "spectral_decoder", "encoder", "decoder"} <= set(params)
   rng = np.random.default_rng(0)
   for time in (1, 37):
-    out = model.apply({"params": params}, rng.normal(size=(1, time, 2)).astype(np.float32))
+    out = apply({"params": params}, rng.normal(size=(1, time, 2)).astype(np.float32))
     assert out.shape == (1, 4, time, 2) and np.all(np.isfinite(out))
   mixture = rng.normal(size=(2, 320, 2)).astype(np.float32) * 0.1
   sources = rng.normal(size=(2, 4, 320, 2)).astype(np.float32) * 0.05
 
   def loss_fn(p):
-    return separation_loss(sources, model.apply({"params": p}, mixture), **tiny_config.loss)[0]
+    return separation_loss(sources, apply({"params": p}, mixture), **tiny_config.loss)[0]
 
-  grads = jax.grad(loss_fn)(params)
+  grads = jax.jit(jax.grad(loss_fn))(params)
   for branch in ("spectral_encoder", "spectral_decoder"):
     for path, leaf in jax.tree_util.tree_leaves_with_path(grads[branch]):
       leaf = np.asarray(leaf)
       assert np.all(np.isfinite(leaf)) and np.any(leaf != 0), (branch, jax.tree_util.keystr(path))
 
 
-def test_the_spectral_branch_adds_to_the_waveform_branchs_stems(tiny_config):
-  model, params = _hybrid(tiny_config)
+def test_the_spectral_branch_adds_to_the_waveform_branchs_stems(hybrid):
+  _, params, apply = hybrid
   mixture = np.random.default_rng(0).normal(size=(1, 320, 2)).astype(np.float32) * 0.1
   # Zeroing the spectral decoder's output block (conv -> GLU) silences the
   # branch's stems; its encoder still feeds the bottleneck.
   silent = {**params, "spectral_decoder": {
       **params["spectral_decoder"],
       "block_0": jax.tree_util.tree_map(np.zeros_like, params["spectral_decoder"]["block_0"])}}
-  with_branch = np.asarray(model.apply({"params": params}, mixture))
-  without = np.asarray(model.apply({"params": silent}, mixture))
+  with_branch = np.asarray(apply({"params": params}, mixture))
+  without = np.asarray(apply({"params": silent}, mixture))
   assert np.abs(with_branch - without).max() > 1e-4
 
 
