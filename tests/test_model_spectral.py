@@ -32,15 +32,15 @@ def test_complex_as_channels_inverts_per_source_and_lines_up_in_time():
 
 @pytest.fixture(scope="module")
 def hybrid(tiny_config):
-  """The tiny model with a spectral branch, its parameters and its jitted apply."""
+  """The parameters of the tiny model with a spectral branch, and its jitted apply."""
   model = build_model({**tiny_config.model, "spectral_channels": (4, 8)})
   # Jitted: run eagerly, init and apply of the two U-Nets took 80 s in CI.
   params = jax.jit(lambda key: init_params(model, key))(jax.random.key(0))
-  return model, params, jax.jit(model.apply)
+  return params, jax.jit(model.apply)
 
 
 def test_the_hybrid_network_keeps_every_length_and_trains_both_branches(tiny_config, hybrid):
-  _, params, apply = hybrid
+  params, apply = hybrid
   assert {"spectral_encoder", "spectral_decoder", "encoder", "decoder"} <= set(params)
   rng = np.random.default_rng(0)
   for time in (1, 37):
@@ -60,7 +60,7 @@ def test_the_hybrid_network_keeps_every_length_and_trains_both_branches(tiny_con
 
 
 def test_the_spectral_branch_adds_to_the_waveform_branchs_stems(hybrid):
-  _, params, apply = hybrid
+  params, apply = hybrid
   mixture = np.random.default_rng(0).normal(size=(1, 320, 2)).astype(np.float32) * 0.1
   # Zeroing the spectral decoder's output block (conv -> GLU) silences the
   # branch's stems; its encoder still feeds the bottleneck.
