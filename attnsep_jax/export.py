@@ -57,12 +57,14 @@ def is_export(path: str) -> bool:
   return os.path.isfile(os.path.join(path, EXPORT_FILE))
 
 
-def load_model(path: str) -> tuple[config_lib.ConfigDict, AttnSepNet, dict]:
+def load_model(path: str, step: int | None = None
+               ) -> tuple[config_lib.ConfigDict, AttnSepNet, dict]:
   """Loads (config, model, params) from an export or a training workdir.
 
   Args:
     path: an export folder (attnsep export) or a train.py workdir, whose best
       checkpoint by validation SDR (else the latest) is used, EMA preferred.
+    step: that checkpoint of a training workdir instead (an export holds one).
   Raises:
     ModelLoadError: missing, unreadable, corrupt or incompatible checkpoint.
   """
@@ -73,6 +75,9 @@ def load_model(path: str) -> tuple[config_lib.ConfigDict, AttnSepNet, dict]:
   if not os.path.isdir(path):
     raise ModelLoadError(f"checkpoint {path} is not a directory (give an export "
                          "folder or a training workdir)")
+  if is_export(path) and step is not None:
+    raise ModelLoadError(f"{path} is an export, which holds one state; a step "
+                         "can be chosen only from a training workdir")
   if is_export(path):
     try:
       with open(os.path.join(path, EXPORT_FILE)) as f:
@@ -99,7 +104,7 @@ def load_model(path: str) -> tuple[config_lib.ConfigDict, AttnSepNet, dict]:
     level = absl_logger.level
     absl_logger.setLevel(logging.ERROR)
     try:
-      config, params = restore_inference_params(path)
+      config, params = restore_inference_params(path, step=step)
     except CheckpointError as e:
       raise ModelLoadError(str(e)) from None
     finally:
@@ -112,12 +117,13 @@ def load_model(path: str) -> tuple[config_lib.ConfigDict, AttnSepNet, dict]:
   return config, model, params
 
 
-def export(checkpoint: str, out: str, force: bool = False) -> dict:
-  """Writes an inference-only export of ``checkpoint`` to ``out``; returns its metadata."""
+def export(checkpoint: str, out: str, force: bool = False, step: int | None = None) -> dict:
+  """Writes an inference-only export of ``checkpoint`` (at ``step``, else its
+  best by validation SDR, else its latest) to ``out``; returns its metadata."""
   out = os.path.abspath(out)
   if os.path.exists(out) and not force:
     raise FileExistsError(f"{out} exists; use --force to replace it")
-  config, _, params = load_model(checkpoint)
+  config, _, params = load_model(checkpoint, step=step)
   return write_export(config, params, out, source=os.path.abspath(checkpoint), force=force)
 
 
@@ -159,9 +165,12 @@ def main(argv=None) -> int:
   parser.add_argument("--checkpoint", required=True, help="training workdir or export")
   parser.add_argument("--out", required=True, help="export folder to create")
   parser.add_argument("--force", action="store_true", help="replace an existing --out")
+  parser.add_argument("--step", type=int, default=None,
+                      help="that checkpoint of a training workdir (default: the best by "
+                           "validation SDR, else the latest)")
   args = parser.parse_args(argv)
   try:
-    meta = export(args.checkpoint, args.out, args.force)
+    meta = export(args.checkpoint, args.out, args.force, step=args.step)
   except (ModelLoadError, FileExistsError, files.WriteError) as e:
     return cli.fail("export", e)
   print(f"exported {meta['params']:,} parameters to {args.out} "

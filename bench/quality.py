@@ -48,6 +48,7 @@ import numpy as np
 from attnsep_jax import SAMPLE_RATE, SOURCES
 from attnsep_jax import config as config_lib
 from attnsep_jax import evaluation
+from attnsep_jax.ablate.report import paired_delta, per_track_average
 from attnsep_jax.corpus.write import soundfont_names
 from attnsep_jax.data.musdb import DataError, TrackIndex
 from attnsep_jax.files import staged_file, write_text
@@ -527,12 +528,42 @@ def table_title(ctx) -> str:
           f"{args.minutes:g} min on one core on {trained}, seeds {seeds}.")
 
 
-def markdown(summaries: dict, references: dict, ctx) -> str:
+def paired(summaries: dict) -> dict:
+  """Each later contender against the first, per test song (seeds averaged):
+  the mean paired difference, its 95% bootstrap interval over songs, and how
+  many songs it wins; a difference between medians alone hides the noise."""
+  names = list(summaries)
+  if len(names) < 2:
+    return {}
+  first = per_track_average(summaries[names[0]]["seeds"], "per_track")
+  return {name: paired_delta(summaries[name]["seeds"], first, "per_track")
+          for name in names[1:]}
+
+
+def paired_rows(differences: dict, first: str) -> list[dict]:
+  rows = []
+  for name, d in differences.items():
+    low, high = d["delta_ci95"]
+    rows.append({"contender": f"{name} - {first}",
+                 **{src: f"{d['delta_by_source'][src]:+.2f}" for src in ORDER},
+                 "avg [95% CI]": f"{d['delta_vs_base']:+.2f} [{low:+.2f}, {high:+.2f}]",
+                 "songs better": f"{d['tracks_better']}/{d['tracks_compared']}"})
+  return rows
+
+
+def markdown(summaries: dict, references: dict, differences: dict, ctx) -> str:
   columns = ["contender", *ORDER, "avg", "steps", "batch", "s/step", "params (M)",
              "best valid SDR"]
   out = io.StringIO()
   with contextlib.redirect_stdout(out):
     common.print_table(table_rows(summaries, references), columns, title=table_title(ctx))
+    if differences:
+      first = next(iter(summaries))
+      common.print_table(
+          paired_rows(differences, first),
+          ["contender", *ORDER, "avg [95% CI]", "songs better"],
+          title=f"Per test song, against {first} (dB; mean paired difference of the "
+                "song's SDR, seeds averaged; 95% bootstrap interval over songs):")
   return out.getvalue().strip() + "\n"
 
 
@@ -568,7 +599,8 @@ def report(runs, ctx) -> None:
     summaries[contender.name] = summarise(contender, [r for r in runs if r.contender == contender])
   references = {m: method_scores(os.path.join(workdir, m, REFERENCES_FILE))
                 for m in evaluation.REFERENCE_METHODS}
-  table = markdown(summaries, references, ctx)
+  differences = paired(summaries)
+  table = markdown(summaries, references, differences, ctx)
   plot = os.path.join(workdir, "quality.png")
   plot_curves(summaries, plot, ctx)
   write_text(os.path.join(workdir, "quality.md"), table, "the quality table")
@@ -583,7 +615,8 @@ def report(runs, ctx) -> None:
                    "statistic": "BSS Eval v4 SDR, median over 1 s windows, median over tracks"},
       "corpora": {"train": corpus_info(ctx.corpora["train_root"]),
                   "test": corpus_info(ctx.corpora["test_root"])},
-      "contenders": summaries, "references": references, "table": table,
+      "contenders": summaries, "paired_vs_first": differences,
+      "references": references, "table": table,
       "plot": shown(plot)})
 
 

@@ -102,6 +102,8 @@ def test_summary_statistics_by_hand():
   assert summary["better"]["sdr_avg_seed_std"] == pytest.approx(1 / 3)
   # per-track differences after averaging seeds: 1, 1, 2
   assert summary["better"]["delta_vs_base"] == pytest.approx(4 / 3)
+  assert summary["better"]["delta_by_source"]["bass"] == pytest.approx(4 / 3)
+  assert (summary["better"]["tracks_better"], summary["better"]["tracks_compared"]) == (3, 3)
   assert summary["better"]["significant"]
   low, high = summary["better"]["delta_ci95"]
   assert 1.0 <= low <= high <= 2.0

@@ -166,3 +166,25 @@ def test_quality_ours_curve_is_in_training_time():
   assert [p["step"] for p in curve] == [5, 9] and curve[1]["sdr_vocals"] == 3.0
   # 100 s at 160.5; back to 110: 50.5 s of wall time, 20 s of it validation.
   assert [round(60 * p["minutes"], 6) for p in curve] == [69.5, 99.5]
+
+
+def test_quality_paired_differences_against_the_first_contender():
+  quality = _quality_module()
+
+  def seed(values):   # song -> average SDR, the same for every source
+    return {"per_track": {f"song{i}": dict.fromkeys(quality.ORDER, v)
+                          for i, v in enumerate(values)}}
+  summaries = {"ours": {"seeds": [seed([1.0, 2.0, 3.0])]},
+               "umx": {"seeds": [seed([2.0, 2.0, 2.0]), seed([0.0, 3.0, 2.0])]},
+               "alone": {"seeds": [seed([1.0])]}}
+  differences = quality.paired(summaries)
+  assert list(differences) == ["umx", "alone"]
+  # umx's seeds averaged per song: 1, 2.5, 2 -> differences 0, +0.5, -1.
+  umx = differences["umx"]
+  assert umx["delta_vs_base"] == pytest.approx(-1 / 6)
+  assert (umx["tracks_better"], umx["tracks_compared"]) == (1, 3)
+  assert differences["alone"]["tracks_compared"] == 1   # only the songs both have
+  (row, _) = quality.paired_rows(differences, "ours")
+  assert row["contender"] == "umx - ours" and row["songs better"] == "1/3"
+  assert row["avg [95% CI]"].startswith("-0.17 [")
+  assert quality.paired({"ours": summaries["ours"]}) == {}

@@ -142,6 +142,24 @@ def test_restore_inference_params_prefers_ema_and_best(tmp_path, train_config, t
     restore_inference_params(str(tmp_path), step=5)
 
 
+def test_export_of_a_chosen_step(tmp_path, train_config, train_state, capsys):
+  from attnsep_jax.export import ModelLoadError, export, load_model
+  from attnsep_jax.export import main as export_main
+  _save_steps(tmp_path / "run", train_config, train_state, [2, 4, 6], sdr={2: 1.0, 4: 3.0, 6: 2.0})
+  export(str(tmp_path / "run"), str(tmp_path / "best"))
+  export(str(tmp_path / "run"), str(tmp_path / "at6"), step=6)
+  for name, step in (("best", 4), ("at6", 6)):
+    _, _, params = load_model(str(tmp_path / name))
+    assert _equal(params, _host_tree(train_state, step)["ema_params"])
+  with pytest.raises(ModelLoadError, match="export, which holds one state"):
+    load_model(str(tmp_path / "at6"), step=6)
+  assert export_main(["--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "at5"),
+                      "--step", "5"]) == 1
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "step 5" in err
+  assert not os.path.exists(tmp_path / "at5")
+
+
 def test_restore_inference_params_without_ema(tmp_path, train_config, train_state):
   config = apply_overrides(train_config, ["train.ema_decay=0.0"])
   state = train_state.replace(ema_params=None, ema_decay=None)

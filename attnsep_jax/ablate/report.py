@@ -34,22 +34,28 @@ def paired_bootstrap(differences: np.ndarray, rounds: int = 2000, seed: int = 0,
   return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
-def _per_track_average(seed_results: list[dict], metric: str) -> dict[str, np.ndarray]:
+def per_track_average(seed_results: list[dict], metric: str) -> dict[str, np.ndarray]:
   """track -> (sources,) SDR averaged over seeds (tracks present in every seed)."""
   tracks = set.intersection(*(set(r[metric]) for r in seed_results))
   return {t: np.mean([[r[metric][t][s] for s in SOURCES] for r in seed_results], axis=0)
           for t in sorted(tracks)}
 
 
-def _delta(seed_results: list[dict], base_tracks: dict, metric: str) -> dict:
-  """Difference to the base over common tracks, its interval and significance."""
-  tracks = _per_track_average(seed_results, metric)
+def paired_delta(seed_results: list[dict], base_tracks: dict, metric: str) -> dict:
+  """Difference to the base over common tracks (mean of the sources, and per
+  source), its bootstrap interval, how many tracks gained, and significance."""
+  tracks = per_track_average(seed_results, metric)
   common = sorted(set(tracks) & set(base_tracks))
-  diffs = np.array([tracks[t].mean() - base_tracks[t].mean() for t in common])
+  by_source = np.array([tracks[t] - base_tracks[t] for t in common]).reshape(-1, len(SOURCES))
+  diffs = by_source.mean(axis=1)                                    # (tracks,)
   low, high = paired_bootstrap(diffs)
   return {
       "delta_vs_base": float(diffs.mean()) if len(diffs) else None,
       "delta_ci95": [low, high],
+      "delta_by_source": dict(zip(SOURCES, by_source.mean(axis=0).tolist()))
+                         if len(diffs) else None,
+      "tracks_better": int((diffs > 0).sum()),
+      "tracks_compared": len(diffs),
       # Below the table's 0.01 dB resolution a "significant" flag would only
       # mark float noise between (near-)identical models.
       "significant": bool(len(diffs) > 1 and (low > 0 or high < 0)
@@ -88,12 +94,12 @@ def summarize(results: dict[str, list[dict]], base: str = BASE_NAME,
   """
   results = {name: seed_results for name, seed_results in results.items()
              if all(metric in r for r in seed_results)}
-  base_tracks = _per_track_average(results[base], metric) if base in results else None
+  base_tracks = per_track_average(results[base], metric) if base in results else None
   summary = {}
   for name, seed_results in sorted(results.items(), key=lambda kv: (kv[0] != base, kv[0])):
     summary[name] = _entry(seed_results, metric)
     if base_tracks is not None and name != base:
-      summary[name].update(_delta(seed_results, base_tracks, metric))
+      summary[name].update(paired_delta(seed_results, base_tracks, metric))
   return summary
 
 
