@@ -2,12 +2,13 @@
 
     attnsep export --checkpoint runs/cpu_small --out exports/cpu_small
 
-An export is a folder with ``export.json`` (format, step, parameter count,
-checksum), ``config.json`` (the full experiment config) and ``params/`` (an
-Orbax checkpoint of the parameters only, the EMA ones when the run kept an
-average).  It is written to a temporary folder and renamed into place, so it
-is either complete or absent.  ``load_model`` accepts an export or a training
-workdir and checks that the parameters fit the model the config describes.
+An export is a folder with ``export.json`` (format, version, source,
+parameter count, checksum), ``config.json`` (the full experiment config) and
+``params/`` (an Orbax checkpoint of the parameters only, the EMA ones when the
+run kept an average).  It is written to a temporary folder and renamed into
+place, so it is either complete or absent.  ``load_model`` accepts an export
+or a training workdir (its best checkpoint, or a chosen step) and checks that
+the parameters fit the model the config describes.
 """
 
 from __future__ import annotations
