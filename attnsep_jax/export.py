@@ -76,10 +76,10 @@ def load_model(path: str, step: int | None = None
   if not os.path.isdir(path):
     raise ModelLoadError(f"checkpoint {path} is not a directory (give an export "
                          "folder or a training workdir)")
-  if is_export(path) and step is not None:
-    raise ModelLoadError(f"{path} is an export, which holds one state; a step "
-                         "can be chosen only from a training workdir")
   if is_export(path):
+    if step is not None:
+      raise ModelLoadError(f"{path} is an export, which holds one state; a step "
+                           "can be chosen only from a training workdir")
     try:
       with open(os.path.join(path, EXPORT_FILE)) as f:
         meta = json.load(f)
