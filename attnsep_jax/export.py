@@ -2,10 +2,10 @@
 
     attnsep export --checkpoint runs/cpu_small --out exports/cpu_small
 
-An export is a folder with ``export.json`` (format, version, source,
-parameter count, checksum), ``config.json`` (the full experiment config) and
-``params/`` (an Orbax checkpoint of the parameters only, the EMA ones when the
-run kept an average).  It is written to a temporary folder and renamed into
+An export is a folder with ``export.json`` (format, version, source, the
+training step it comes from, parameter count, checksum), ``config.json``
+(the full experiment config) and ``params/`` (an Orbax checkpoint of the
+parameters only, the EMA ones when the run kept an average).  It is written to a temporary folder and renamed into
 place, so it is either complete or absent.  ``load_model`` accepts an export
 or a training workdir (its best checkpoint, or a chosen step) and checks that
 the parameters fit the model the config describes.
@@ -69,53 +69,73 @@ def load_model(path: str, step: int | None = None
   Raises:
     ModelLoadError: missing, unreadable, corrupt or incompatible checkpoint.
   """
-  import orbax.checkpoint as ocp
+  config, params, _ = _read_params(path, step)
+  return config, _model_for(config, params, path), params
 
+
+def _read_params(path: str, step: int | None) -> tuple[config_lib.ConfigDict, dict, int | None]:
+  """(config, params, training step they come from, None if unknown) of an
+  export or a training workdir; ModelLoadError says what is wrong."""
   if not os.path.exists(path):
     raise ModelLoadError(f"checkpoint {path} does not exist")
   if not os.path.isdir(path):
     raise ModelLoadError(f"checkpoint {path} is not a directory (give an export "
                          "folder or a training workdir)")
-  if is_export(path):
-    if step is not None:
-      raise ModelLoadError(f"{path} is an export, which holds one state; a step "
-                           "can be chosen only from a training workdir")
-    try:
-      with open(os.path.join(path, EXPORT_FILE)) as f:
-        meta = json.load(f)
-      with open(os.path.join(path, "config.json")) as f:
-        config = config_lib.from_json(f.read())
-    except (OSError, ValueError) as e:
-      raise ModelLoadError(f"export {path} is damaged: {e}") from None
-    if meta.get("format") != EXPORT_FORMAT or meta.get("version", 0) > EXPORT_VERSION:
-      raise ModelLoadError(f"export {path} has an unknown format {meta.get('format')!r} "
-                           f"version {meta.get('version')!r}")
-    try:
-      params = ocp.StandardCheckpointer().restore(os.path.abspath(os.path.join(path, "params")))
-    except Exception as e:  # Orbax raises many types for a damaged folder.
-      raise ModelLoadError(f"export {path}: cannot read params/: {e}") from None
-    from attnsep_jax.train.checkpoint import tree_checksum
-    if meta.get("checksum") and tree_checksum(params) != meta["checksum"]:
-      raise ModelLoadError(f"export {path}: parameters do not match their checksum "
-                           "(the files were changed or truncated)")
-  else:
-    from attnsep_jax.train.checkpoint import CheckpointError, restore_inference_params
-    # Orbax warns (through absl) that a read-only manager does not save.
-    absl_logger = logging.getLogger("absl")
-    level = absl_logger.level
-    absl_logger.setLevel(logging.ERROR)
-    try:
-      config, params = restore_inference_params(path, step=step)
-    except CheckpointError as e:
-      raise ModelLoadError(str(e)) from None
-    finally:
-      absl_logger.setLevel(level)
+  if not is_export(path):
+    return _read_workdir(path, step)
+  if step is not None:
+    raise ModelLoadError(f"{path} is an export, which holds one state; a step "
+                         "can be chosen only from a training workdir")
+  return _read_export(path)
+
+
+def _read_export(path: str) -> tuple[config_lib.ConfigDict, dict, int | None]:
+  import orbax.checkpoint as ocp
+  from attnsep_jax.train.checkpoint import tree_checksum
+
+  try:
+    with open(os.path.join(path, EXPORT_FILE)) as f:
+      meta = json.load(f)
+    with open(os.path.join(path, "config.json")) as f:
+      config = config_lib.from_json(f.read())
+  except (OSError, ValueError) as e:
+    raise ModelLoadError(f"export {path} is damaged: {e}") from None
+  if meta.get("format") != EXPORT_FORMAT or meta.get("version", 0) > EXPORT_VERSION:
+    raise ModelLoadError(f"export {path} has an unknown format {meta.get('format')!r} "
+                         f"version {meta.get('version')!r}")
+  try:
+    params = ocp.StandardCheckpointer().restore(os.path.abspath(os.path.join(path, "params")))
+  except Exception as e:  # Orbax raises many types for a damaged folder.
+    raise ModelLoadError(f"export {path}: cannot read params/: {e}") from None
+  if meta.get("checksum") and tree_checksum(params) != meta["checksum"]:
+    raise ModelLoadError(f"export {path}: parameters do not match their checksum "
+                         "(the files were changed or truncated)")
+  return config, params, meta.get("step")
+
+
+def _read_workdir(path: str, step: int | None) -> tuple[config_lib.ConfigDict, dict, int]:
+  from attnsep_jax.train.checkpoint import CheckpointError, restore_inference_params
+  # Orbax warns (through absl) that a read-only manager does not save.
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    config, params, step = restore_inference_params(path, step=step)
+    return config, params, step
+  except CheckpointError as e:
+    raise ModelLoadError(str(e)) from None
+  finally:
+    absl_logger.setLevel(level)
+
+
+def _model_for(config, params, path: str) -> AttnSepNet:
+  """The model ``config`` describes, once ``params`` are checked to fit it."""
   try:
     model = build_model(config.model)
   except (TypeError, ValueError) as e:
     raise ModelLoadError(f"{path}: its config does not describe a model: {e}") from None
   check_params_fit(model, params, path)
-  return config, model, params
+  return model
 
 
 def export(checkpoint: str, out: str, force: bool = False, step: int | None = None) -> dict:
@@ -124,12 +144,16 @@ def export(checkpoint: str, out: str, force: bool = False, step: int | None = No
   out = os.path.abspath(out)
   if os.path.exists(out) and not force:
     raise FileExistsError(f"{out} exists; use --force to replace it")
-  config, _, params = load_model(checkpoint, step=step)
-  return write_export(config, params, out, source=os.path.abspath(checkpoint), force=force)
+  config, params, source_step = _read_params(checkpoint, step)
+  _model_for(config, params, checkpoint)
+  return write_export(config, params, out, source=os.path.abspath(checkpoint), force=force,
+                      step=source_step)
 
 
-def write_export(config, params, out: str, source: str = "", force: bool = False) -> dict:
-  """Writes ``params`` and ``config`` as an export folder, atomically."""
+def write_export(config, params, out: str, source: str = "", force: bool = False,
+                 step: int | None = None) -> dict:
+  """Writes ``params`` and ``config`` as an export folder, atomically; ``step``
+  is the training step they come from, when known."""
   import orbax.checkpoint as ocp
   from attnsep_jax.train.checkpoint import tree_checksum
 
@@ -137,6 +161,8 @@ def write_export(config, params, out: str, source: str = "", force: bool = False
   params = jax.tree_util.tree_map(np.asarray, params)
   meta = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "source": source,
           "params": count_params(params), "checksum": tree_checksum(params)}
+  if step is not None:
+    meta["step"] = int(step)
   needed_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(params))
   intact = ("the previous export there is intact" if os.path.exists(out)
             else "nothing else was changed")
@@ -174,7 +200,8 @@ def main(argv=None) -> int:
     meta = export(args.checkpoint, args.out, args.force, step=args.step)
   except (ModelLoadError, FileExistsError, files.WriteError) as e:
     return cli.fail("export", e)
-  print(f"exported {meta['params']:,} parameters to {args.out} "
+  source = f" of step {meta['step']}" if "step" in meta else ""
+  print(f"exported {meta['params']:,} parameters{source} to {args.out} "
         f"({meta['bytes'] / 2**20:.1f} MiB)")
   return 0
 

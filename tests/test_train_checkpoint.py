@@ -132,12 +132,13 @@ def test_save_killed_midway_leaves_previous_restorable(tmp_path, train_config, t
 
 def test_restore_inference_params_prefers_ema_and_best(tmp_path, train_config, train_state):
   _save_steps(tmp_path, train_config, train_state, [2, 4, 6], sdr={2: 1.0, 4: 3.0, 6: 2.0})
-  config, params = restore_inference_params(str(tmp_path))
+  config, params, step = restore_inference_params(str(tmp_path))
+  assert step == 4
   assert config.model.to_dict() == train_config.model.to_dict()
   assert _equal(params, _host_tree(train_state, 4)["ema_params"])
   assert all(isinstance(x, np.ndarray) for x in jax.tree.leaves(params))
-  _, params6 = restore_inference_params(str(tmp_path / "checkpoints"), step=6)
-  assert _equal(params6, _host_tree(train_state, 6)["ema_params"])
+  _, params6, step = restore_inference_params(str(tmp_path / "checkpoints"), step=6)
+  assert step == 6 and _equal(params6, _host_tree(train_state, 6)["ema_params"])
   with pytest.raises(CheckpointError, match="step 5"):
     restore_inference_params(str(tmp_path), step=5)
 
@@ -151,6 +152,10 @@ def test_export_of_a_chosen_step(tmp_path, train_config, train_state, capsys):
   for name, step in (("best", 4), ("at6", 6)):
     _, _, params = load_model(str(tmp_path / name))
     assert _equal(params, _host_tree(train_state, step)["ema_params"])
+    with open(tmp_path / name / "export.json") as f:
+      assert json.load(f)["step"] == step
+  # An export of an export keeps the step its parameters come from.
+  assert export(str(tmp_path / "at6"), str(tmp_path / "again"))["step"] == 6
   with pytest.raises(ModelLoadError, match="export, which holds one state"):
     load_model(str(tmp_path / "at6"), step=6)
   assert export_main(["--checkpoint", str(tmp_path / "run"), "--out", str(tmp_path / "at5"),
@@ -164,7 +169,7 @@ def test_restore_inference_params_without_ema(tmp_path, train_config, train_stat
   config = apply_overrides(train_config, ["train.ema_decay=0.0"])
   state = train_state.replace(ema_params=None, ema_decay=None)
   _save_steps(tmp_path, config, state, [2])
-  _, params = restore_inference_params(str(tmp_path))
+  _, params, _ = restore_inference_params(str(tmp_path))
   assert _equal(params, _host_tree(state, 2)["params"])
 
 

@@ -108,7 +108,7 @@ def evaluate_variant(workdir: str, test_seconds: float | None = None, *,
   from attnsep_jax.models.network import build_model
   from attnsep_jax.train.checkpoint import restore_inference_params
 
-  config, params = restore_inference_params(workdir)
+  config, params, _ = restore_inference_params(workdir)
   rate = config.data.sample_rate
   root = test_data or config.data.root
   tracks = validation_tracks(root, is_wav=config.data.is_wav, sample_rate=rate, split="test",

@@ -441,8 +441,14 @@ def _first_line(error: Exception) -> str:
   return text[0][:300] if text else repr(error)
 
 
-def restore_inference_params(workdir: str, step: int | None = None
-                             ) -> tuple[ml_collections.ConfigDict, Any]:
+class InferenceParams(NamedTuple):
+  """What inference needs from a training checkpoint, and which step it was."""
+  config: ml_collections.ConfigDict
+  params: Any
+  step: int
+
+
+def restore_inference_params(workdir: str, step: int | None = None) -> InferenceParams:
   """The config and inference parameters stored in a training workdir.
 
   Args:
@@ -451,8 +457,9 @@ def restore_inference_params(workdir: str, step: int | None = None
     step: which checkpoint; None picks the best by validation SDR, else the
       latest, skipping (not moving) unreadable ones.
   Returns:
-    (config stored in the checkpoint, EMA params if the run kept an EMA else
-    params), the params as a pytree of host numpy arrays.
+    InferenceParams(config stored in the checkpoint, EMA params if the run
+    kept an EMA else params, the checkpoint's step), the params as a pytree
+    of host numpy arrays.
   Raises:
     CheckpointError: missing/empty workdir, missing step, corrupt checkpoint.
   """
@@ -474,6 +481,6 @@ def restore_inference_params(workdir: str, step: int | None = None
       raise CheckpointError("no usable checkpoint: " + "; ".join(ckpt.errors))
     tree = restored.tree
     params = tree["ema_params"] if tree["ema_params"] is not None else tree["params"]
-    return restored.config, params
+    return InferenceParams(restored.config, params, restored.step)
   finally:
     ckpt.manager.close()
