@@ -31,7 +31,7 @@ def run_script(name, *args, expect_rc=0):
 
 
 @pytest.mark.parametrize("name", ["peers", "train_step", "scaling", "bsseval", "quality",
-                                  "loader"])
+                                  "quality_pool", "loader"])
 def test_help(name):
   assert "usage" in run_script(name, "--help").stdout
 
@@ -188,3 +188,42 @@ def test_quality_paired_differences_against_the_first_contender():
   assert row["contender"] == "umx - ours" and row["songs better"] == "1/3"
   assert row["avg [95% CI]"].startswith("-0.17 [")
   assert quality.paired({"ours": summaries["ours"]}) == {}
+
+
+def _quality_json(path, seeds, machine="cpu A"):
+  """A quality.json holding contender "c" with one seed per list of song SDRs."""
+  from bench.quality import ORDER
+  songs = [f"song{i}" for i in range(len(seeds[0]))]
+  entries = [{"seed": k, "sdr_avg": float(sum(v) / len(v)),
+              "per_track": {s: dict.fromkeys(ORDER, x) for s, x in zip(songs, v)}}
+             for k, v in enumerate(seeds)]
+  with open(path, "w") as f:
+    json.dump({"machine": {"cpu": machine},
+               "protocol": {"test_tracks": songs, "statistic": "median", "budget_minutes": 60},
+               "corpora": {"test": {"path": "test"}, "train": {"path": "train"}},
+               "contenders": {"c": {"seeds": entries}}}, f)
+  return str(path)
+
+
+def test_quality_pool_gathers_seeds_across_runs(tmp_path, capsys):
+  from bench import quality_pool
+  one = _quality_json(tmp_path / "one.json", [[1.0, 2.0, 3.0]])
+  two = _quality_json(tmp_path / "two.json", [[3.0, 2.0, 3.0], [1.0, 4.0, 5.0]])
+  summaries, _ = quality_pool.pool([f"a={one}:c", f"b={one}:c,{two}:c"])
+  assert [len(s["seeds"]) for s in summaries.values()] == [1, 3]
+  assert quality_pool.main([f"a={one}:c", f"b={one}:c,{two}:c"]) == 0
+  out = capsys.readouterr().out
+  # b's three seeds averaged per song: 5/3, 8/3, 11/3 -> +2/3 per song against a.
+  assert "| b - a | +0.67 | +0.67 | +0.67 | +0.67 | +0.67 [+0.67, +0.67] | 3/3 |" in out
+  assert "| b | 3 | 2.00, 2.67, 3.33 | 2.67 | 0.67 |" in out
+
+
+def test_quality_pool_refuses_other_protocols(tmp_path, capsys):
+  from bench import quality_pool
+  one = _quality_json(tmp_path / "one.json", [[1.0, 2.0]])
+  other = _quality_json(tmp_path / "other.json", [[1.0, 2.0]], machine="cpu B")
+  assert quality_pool.main([f"a={one}:c", f"b={other}:c"]) == 2
+  assert quality_pool.main([f"a={one}:missing"]) == 2
+  assert quality_pool.main(["a=nothing"]) == 2
+  errors = capsys.readouterr().err.splitlines()
+  assert len(errors) == 3 and "machine" in errors[0] and "no 'missing'" in errors[1]
