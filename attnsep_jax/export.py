@@ -5,10 +5,11 @@
 An export is a folder with ``export.json`` (format, version, source, the
 training step it comes from, parameter count, checksum), ``config.json``
 (the full experiment config) and ``params/`` (an Orbax checkpoint of the
-parameters only, the EMA ones when the run kept an average).  It is written to a temporary folder and renamed into
-place, so it is either complete or absent.  ``load_model`` accepts an export
-or a training workdir (its best checkpoint, or a chosen step) and checks that
-the parameters fit the model the config describes.
+parameters only, the EMA ones when the run kept an average).  It is written
+to a temporary folder and renamed into place, so it is either complete or
+absent.  ``load_model`` accepts an export or a training workdir (its best
+checkpoint, or a chosen step) and checks that the parameters fit the model
+the config describes.
 """
 
 from __future__ import annotations
