@@ -121,8 +121,7 @@ def _read_workdir(path: str, step: int | None) -> tuple[config_lib.ConfigDict, d
   level = absl_logger.level
   absl_logger.setLevel(logging.ERROR)
   try:
-    config, params, step = restore_inference_params(path, step=step)
-    return config, params, step
+    return restore_inference_params(path, step=step)
   except CheckpointError as e:
     raise ModelLoadError(str(e)) from None
   finally:

@@ -69,7 +69,7 @@ def pool(specs: list[str]) -> tuple[dict, dict]:
         raise BenchError(f"{path} differs from the files before it in its "
                          f"{', '.join(differing)}; only runs of one protocol pool")
       scored = this
-      summaries[name]["seeds"] += [{**s, "source": f"{path}:{contender}"} for s in seeds]
+      summaries[name]["seeds"] += seeds
   return summaries, scored
 
 
