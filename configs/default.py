@@ -36,6 +36,7 @@ def get_config():
       rescale_init=0.0,           # Demucs' weight rescaling (0: off)
       spectral_channels=(),       # spectral branch widths (Hybrid Demucs); (): none
       spectral_output=True,       # the branch decodes stems too (False: input only)
+      spectral_time_layers=0,     # time convs per spectral block (Hybrid Demucs: 2)
       channel_attention=True,
       attention_reduction=8,      # squeeze-excitation bottleneck ratio
       separator="dual_path",      # dual_path | bilstm | none

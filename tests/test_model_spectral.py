@@ -33,7 +33,8 @@ def test_complex_as_channels_inverts_per_source_and_lines_up_in_time():
 @pytest.fixture(scope="module")
 def hybrid(tiny_config):
   """The parameters of the tiny model with a spectral branch, and its jitted apply."""
-  model = build_model({**tiny_config.model, "spectral_channels": (4, 8)})
+  model = build_model({**tiny_config.model, "spectral_channels": (4, 8),
+                       "spectral_time_layers": 2})
   # Jitted: run eagerly, init and apply of the two U-Nets took 80 s in CI.
   params = jax.jit(lambda key: init_params(model, key))(jax.random.key(0))
   return params, jax.jit(model.apply)
@@ -70,6 +71,20 @@ def test_the_spectral_branch_adds_to_the_waveform_branchs_stems(hybrid):
   with_branch = np.asarray(apply({"params": params}, mixture))
   without = np.asarray(apply({"params": silent}, mixture))
   assert np.abs(with_branch - without).max() > 1e-4
+
+
+def test_time_context_reaches_its_receptive_field_and_follows_a_shift():
+  # Two layers, dilations 1 and 2: frame t sees frames t - 3 ... t + 3 alone.
+  block = spectral.TimeContext(layers=2, layer_scale_init=1.0)
+  impulse = np.zeros((1, 16, 3, 8), np.float32)
+  impulse[0, 8, 1] = 1.0
+  params = block.init(jax.random.key(0), impulse)
+  moved = np.abs(np.asarray(block.apply(params, impulse)) - impulse).max(axis=(0, 2, 3))
+  assert np.all(moved[5:12] > 0) and np.all(moved[:5] == 0) and np.all(moved[12:] == 0)
+  # Away from the edges a shift of the input by one frame shifts the output.
+  x = np.random.default_rng(0).normal(size=(1, 16, 3, 8)).astype(np.float32)
+  out, out_shifted = (np.asarray(block.apply(params, a)) for a in (x, np.roll(x, 1, axis=1)))
+  np.testing.assert_allclose(out_shifted[:, 4:13], out[:, 3:12], atol=1e-5)
 
 
 def test_spectral_channels_must_match_the_waveform_blocks(tiny_config):

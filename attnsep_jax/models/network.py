@@ -53,6 +53,9 @@ class AttnSepNet(nn.Module):
     spectral_output: the spectral branch also decodes stems of its own;
       False: it only feeds the bottleneck (a spectral front end, a third of
       the branch's cost).
+    spectral_time_layers: residual dilated convolutions along time after
+      each spectral encoder block (Hybrid Demucs's ``DConv``: 2); 0: none,
+      the separator gives the branch its only time context.
     channel_attention: squeeze-excitation on every block's feature map.
     attention_reduction: channels / hidden width of the attention gates.
     separator: "dual_path" (paper), "bilstm" (Demucs v2) or "none".
@@ -97,6 +100,7 @@ class AttnSepNet(nn.Module):
   rescale_init: float = 0.0
   spectral_channels: Sequence[int] = ()
   spectral_output: bool = True
+  spectral_time_layers: int = 0
   channel_attention: bool = True
   attention_reduction: int = 8
   separator: str = "dual_path"
@@ -205,6 +209,7 @@ class AttnSepNet(nn.Module):
           f"got {len(self.spectral_channels)}: the branches meet at the bottleneck")
     cac = spectral.complex_as_channels(x, self.total_stride)   # (batch, frames, bins, 2C)
     return spectral.SpectralEncoder(tuple(self.spectral_channels), settings, self.channels[-1],
+                                    time_layers=self.spectral_time_layers,
                                     name="spectral_encoder")(cac)
 
 

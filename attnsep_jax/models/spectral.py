@@ -6,8 +6,10 @@ front end carries over to new timbres better than a learnt waveform
 filterbank (docs/architecture.md). Here the spectral U-Net is made of the
 waveform U-Net's ``EncoderBlock`` and ``DecoderBlock``, applied to each STFT
 frame as a 1-D signal over frequency (stride 4 in frequency per block, time
-untouched), so that the branch has no time context of its own: the
-dual-path separator at the shared bottleneck models time for both branches.
+untouched). Unless ``time_layers`` is set, the branch has no time context
+of its own: the dual-path separator at the shared bottleneck models time for
+both branches. With it, each encoder block is followed by Hybrid Demucs's
+residual dilated convolutions along time (its ``DConv``).
 
 Shapes: the STFT's hop is the waveform U-Net's total stride, so spectral
 frame ``t`` (centred on sample ``t * hop``) meets bottleneck frame ``t``; its
@@ -26,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from attnsep_jax import masking
+from attnsep_jax.models.attention import glu
 from attnsep_jax.models.decoder import DecoderBlock
 from attnsep_jax.models.encoder import BlockSettings, EncoderBlock
 
@@ -75,6 +78,40 @@ def _per_frame(block: nn.Module, x: jnp.ndarray, *more: jnp.ndarray) -> jnp.ndar
   return out.reshape(batch, frames, *out.shape[1:])
 
 
+class TimeContext(nn.Module):
+  """Hybrid Demucs's ``DConv`` along time, for every bin of a spectral map:
+  ``layers`` residual branches, each a kernel-3 conv over frames (dilation
+  1, 2, 4...) to a quarter of the channels, GELU, a pointwise conv to twice
+  the channels, GLU and LayerScale. Hybrid Demucs also normalises each conv
+  (GroupNorm); our screening found no gain from GroupNorm, so it is left out.
+
+  Attributes:
+    layers: residual branches (Hybrid Demucs: 2).
+    layer_scale_init: initial LayerScale of each branch (Hybrid Demucs: 1e-3).
+    dtype: compute dtype.
+  """
+  layers: int
+  layer_scale_init: float = 1e-3
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    # x: (batch, frames, bins, C) -> same shape
+    frames, channels = x.shape[1], x.shape[-1]
+    for layer in range(self.layers):
+      dilation = 2 ** layer
+      padded = jnp.pad(x, ((0, 0), (dilation, dilation), (0, 0), (0, 0)))
+      # The conv as one matmul: frames t - d, t, t + d side by side, (..., 3C).
+      taps = jnp.concatenate(
+          [padded[:, j * dilation:j * dilation + frames] for j in range(3)], axis=-1)
+      y = nn.gelu(nn.Dense(max(1, channels // 4), dtype=self.dtype, name=f"conv_{layer}")(taps))
+      y = glu(nn.Dense(2 * channels, dtype=self.dtype, name=f"pointwise_{layer}")(y))
+      scale = self.param(f"scale_{layer}", nn.initializers.constant(self.layer_scale_init),
+                         (channels,))
+      x = x + scale.astype(self.dtype) * y
+    return x
+
+
 class SpectralEncoder(nn.Module):
   """Encoder blocks along frequency, then the last map's bins folded into
   ``out_features`` channels at the bottleneck.
@@ -83,10 +120,12 @@ class SpectralEncoder(nn.Module):
     channels: output channels of each block, shallow to deep.
     settings: the waveform U-Net's block settings (kernel, stride, attention...).
     out_features: channels of the bottleneck the branch is added to.
+    time_layers: ``TimeContext`` layers after each block; 0: none.
   """
   channels: Sequence[int]
   settings: BlockSettings
   out_features: int
+  time_layers: int = 0
 
   @nn.compact
   def __call__(self, cac: jnp.ndarray) -> tuple[list[jnp.ndarray], jnp.ndarray]:
@@ -95,6 +134,8 @@ class SpectralEncoder(nn.Module):
     for index, channels in enumerate(self.channels):
       x = _per_frame(EncoderBlock(channels=channels, settings=self.settings,
                                   name=f"block_{index}"), x)
+      if self.time_layers:
+        x = TimeContext(self.time_layers, dtype=self.settings.dtype, name=f"time_{index}")(x)
       skips.append(x)
     batch, frames, bins, channels = x.shape
     # (batch, frames, bins, C) -> (batch, frames, bins * C) -> bottleneck width
