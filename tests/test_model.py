@@ -212,7 +212,8 @@ def test_ablation_changes_what_it_says(path, tiny_config):
     assert keys == base_keys and variant.model.mixture_consistency is on
   elif name.startswith("spectral_"):
     assert has(keys, "spectral_encoder") and not has(base_keys, "spectral_encoder")
-    assert has(keys, "spectral_decoder") is (name == "spectral_branch")
+    assert has(keys, "spectral_decoder") is (name != "spectral_front_end")
+    assert has(keys, "spectral_encoder/time_0") is (name == "spectral_time_context")
   elif name == "fewer_blocks":
     assert variant.model.num_dual_path_blocks == max(1, base.model.num_dual_path_blocks // 2)
   else:
