@@ -37,6 +37,7 @@ def get_config():
       spectral_channels=(),       # spectral branch widths (Hybrid Demucs); (): none
       spectral_output=True,       # the branch decodes stems too (False: input only)
       spectral_time_layers=0,     # time convs per spectral block (Hybrid Demucs: 2)
+      spectral_bins=0,            # STFT bins the branch sees, from 0 Hz (0: all)
       channel_attention=True,
       attention_reduction=8,      # squeeze-excitation bottleneck ratio
       separator="dual_path",      # dual_path | bilstm | none

@@ -53,6 +53,9 @@ class AttnSepNet(nn.Module):
     spectral_output: the spectral branch also decodes stems of its own;
       False: it only feeds the bottleneck (a spectral front end, a third of
       the branch's cost).
+    spectral_bins: STFT bins the spectral branch sees and writes, from 0 Hz
+      up (a multiple of the total stride); the waveform branch alone covers
+      the bins above. 0: all ``2 * total_stride`` below Nyquist.
     spectral_time_layers: residual dilated convolutions along time after
       each spectral encoder block (Hybrid Demucs's ``DConv``: 2); 0: none,
       the separator gives the branch its only time context.
@@ -101,6 +104,7 @@ class AttnSepNet(nn.Module):
   spectral_channels: Sequence[int] = ()
   spectral_output: bool = True
   spectral_time_layers: int = 0
+  spectral_bins: int = 0
   channel_attention: bool = True
   attention_reduction: int = 8
   separator: str = "dual_path"
@@ -207,7 +211,13 @@ class AttnSepNet(nn.Module):
       raise ValueError(
           f"spectral_channels needs one width per waveform block ({len(self.channels)}), "
           f"got {len(self.spectral_channels)}: the branches meet at the bottleneck")
-    cac = spectral.complex_as_channels(x, self.total_stride)   # (batch, frames, bins, 2C)
+    bins = self.spectral_bins or 2 * self.total_stride
+    if bins > 2 * self.total_stride or bins % self.total_stride:
+      raise ValueError(
+          f"spectral_bins must be a multiple of the total stride {self.total_stride} "
+          f"up to {2 * self.total_stride} (each block divides the bins by {self.stride}), "
+          f"got {self.spectral_bins}")
+    cac = spectral.complex_as_channels(x, self.total_stride, bins)  # (batch, frames, bins, 2C)
     return spectral.SpectralEncoder(tuple(self.spectral_channels), settings, self.channels[-1],
                                     time_layers=self.spectral_time_layers,
                                     name="spectral_encoder")(cac)

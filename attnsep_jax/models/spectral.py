@@ -42,11 +42,13 @@ def _spectrum_scale(fft_size: int) -> float:
   return float(np.sqrt(np.sum(masking.hann_window(fft_size).astype(np.float64) ** 2)))
 
 
-def complex_as_channels(x: jnp.ndarray, hop: int) -> jnp.ndarray:
-  """(batch, time, C) waveform, time a multiple of ``hop`` -> (batch, time / hop, 2 * hop, 2C)."""
+def complex_as_channels(x: jnp.ndarray, hop: int, bins: int = 0) -> jnp.ndarray:
+  """(batch, time, C) waveform, time a multiple of ``hop`` -> (batch, time / hop, bins, 2C):
+  the lowest ``bins`` bins (0: all ``2 * hop`` below Nyquist)."""
   fft_size = _WINDOW_HOPS * hop
-  spec = masking.stft(jnp.swapaxes(x.astype(jnp.float32), 1, 2), fft_size)  # (b, C, frames+1, bins+1)
-  spec = spec[:, :, :-1, :-1] / _spectrum_scale(fft_size)   # last frame and Nyquist bin dropped
+  bins = bins or 2 * hop
+  spec = masking.stft(jnp.swapaxes(x.astype(jnp.float32), 1, 2), fft_size)  # (b, C, frames+1, 2*hop+1)
+  spec = spec[:, :, :-1, :bins] / _spectrum_scale(fft_size)   # last frame and top bins dropped
   spec = jnp.stack([spec.real, spec.imag], axis=-1)         # (b, C, frames, bins, 2)
   batch, channels, frames, bins, _ = spec.shape
   # (b, C, frames, bins, 2) -> (b, frames, bins, C * 2)
@@ -55,15 +57,15 @@ def complex_as_channels(x: jnp.ndarray, hop: int) -> jnp.ndarray:
 
 def waveform(cac: jnp.ndarray, hop: int, num_sources: int) -> jnp.ndarray:
   """Inverse of ``complex_as_channels`` per source:
-  (batch, frames, 2 * hop, S * C * 2) -> (batch, frames * hop, S * C)."""
+  (batch, frames, bins, S * C * 2) -> (batch, frames * hop, S * C)."""
   fft_size = _WINDOW_HOPS * hop
   batch, frames, bins, features = cac.shape
   channels = features // (2 * num_sources)
   # (b, frames, bins, S * C * 2) -> (b, S, C, frames, bins) complex
   parts = cac.astype(jnp.float32).reshape(batch, frames, bins, num_sources, channels, 2)
   spec = (parts[..., 0] + 1j * parts[..., 1]).transpose(0, 3, 4, 1, 2)
-  # The dropped last frame and Nyquist bin come back as zeros.
-  spec = jnp.pad(spec, ((0, 0),) * 3 + ((0, 1), (0, 1))) * _spectrum_scale(fft_size)
+  # The dropped last frame and top bins come back as zeros.
+  spec = jnp.pad(spec, ((0, 0),) * 3 + ((0, 1), (0, 2 * hop + 1 - bins))) * _spectrum_scale(fft_size)
   audio = masking.istft(spec, fft_size, frames * hop)       # (b, S, C, time)
   # (b, S, C, time) -> (b, time, S * C), the waveform decoder's layout
   return audio.transpose(0, 3, 1, 2).reshape(batch, frames * hop, num_sources * channels)
