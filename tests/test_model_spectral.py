@@ -30,6 +30,27 @@ def test_complex_as_channels_inverts_per_source_and_lines_up_in_time():
   np.testing.assert_allclose(audio[0, :, 4:6], 0.0, atol=1e-6)
 
 
+def test_spectral_bins_keep_the_low_band_and_give_the_high_band_back_as_silence():
+  hop, frames, bins = 64, 12, 64                 # 256-point STFT at 8 kHz: bins below 2 kHz
+  t = np.arange(hop * frames) / 8000.0
+  low, high = np.sin(2 * np.pi * 440 * t), 0.5 * np.sin(2 * np.pi * 3000 * t)
+  x = np.stack([low + high, low], -1)[None].astype(np.float32)    # (1, time, 2)
+  cac = spectral.complex_as_channels(x, hop, bins)
+  assert cac.shape == (1, frames, bins, 4)
+  audio = np.asarray(spectral.waveform(cac, hop, num_sources=1))  # (1, time, 2)
+  # Away from the ends: the tones' abrupt onset spreads above the cut.
+  inside = slice(hop, hop * (frames - 2))
+  np.testing.assert_allclose(audio[0, inside, 0], low[inside], atol=1e-3)
+  np.testing.assert_allclose(audio[0, inside, 1], low[inside], atol=1e-3)
+
+
+def test_spectral_bins_must_divide_into_the_blocks(tiny_config):
+  # tiny: two blocks of stride 4, so the bins must be a multiple of 16 up to 32.
+  model = build_model({**tiny_config.model, "spectral_channels": (4, 8), "spectral_bins": 24})
+  with pytest.raises(ValueError, match="spectral_bins must be a multiple of the total stride 16"):
+    init_params(model, jax.random.key(0))
+
+
 @pytest.fixture(scope="module")
 def hybrid(tiny_config):
   """The parameters of the tiny model with a spectral branch, and its jitted apply."""

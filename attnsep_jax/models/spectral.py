@@ -13,11 +13,11 @@ residual dilated convolutions along time (its ``DConv``).
 
 Shapes: the STFT's hop is the waveform U-Net's total stride, so spectral
 frame ``t`` (centred on sample ``t * hop``) meets bottleneck frame ``t``; its
-window is 4 hops, and its ``2 * hop`` bins (the Nyquist bin dropped) shrink
-to 2 after as many blocks as the waveform U-Net has. Audio channels and real
-and imaginary parts are the input channels ("complex as channels"), and the
-output is each source's complex spectrogram, inverted and added to the
-waveform branch's stems.
+window is 4 hops, and its ``2 * hop`` bins (the Nyquist bin dropped), or the
+lowest ``bins`` of them, shrink by the stride in every block, one block per
+waveform block. Audio channels and real and imaginary parts are the input
+channels ("complex as channels"), and the output is each source's complex
+spectrogram, inverted and added to the waveform branch's stems.
 """
 
 import dataclasses
