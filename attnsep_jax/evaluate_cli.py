@@ -28,6 +28,7 @@ import sys
 import numpy as np
 
 from attnsep_jax import SOURCES, cli, files
+from attnsep_jax.cli import inference_options
 
 PLOTS = "plots"
 SETTINGS = "settings.json"
@@ -59,31 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
                       "backends and warn if they disagree by more than 0.01 dB")
   parser.add_argument("--seconds", type=float, default=None,
                       help="score only the first N seconds of each track (quick runs)")
-  parser.add_argument("--shifts", type=int, default=None,
-                      help="random-shift passes (default: the config's inference.shifts)")
-  parser.add_argument("--soft-mask-power", type=float, default=None, metavar="P",
-                      help="re-estimate the stems as ratio masks |S|^P of the mixture's STFT; "
-                      "0: off (default: the config's inference.soft_mask_power)")
-  parser.add_argument("--wiener-iterations", type=int, default=None, metavar="N",
-                      help="refine the soft-masked stems with N iterations of the "
-                      "multichannel Wiener filter (default: the config's "
-                      "inference.wiener_iterations)")
   parser.add_argument("--no-references", action="store_true",
                       help="skip the mixture and oracle-IRM reference rows")
   parser.add_argument("--plot-track", default=None, metavar="NAME",
                       help="the track whose spectrograms are drawn (default: the first)")
   parser.add_argument("--force", action="store_true", help="re-score scored tracks")
   parser.add_argument("--quiet", action="store_true", help="no progress bar")
+  inference_options.add_arguments(parser)
   return parser
 
 
 def main(argv=None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
-  if args.soft_mask_power is not None and not args.soft_mask_power >= 0:
-    parser.error("--soft-mask-power must be 0 or more")
-  if args.wiener_iterations is not None and args.wiener_iterations < 0:
-    parser.error("--wiener-iterations must be 0 or more")
+  args.inference = inference_options.overrides(parser, args)
   from attnsep_jax.data.musdb import DataError
   from attnsep_jax.export import ModelLoadError
   try:
@@ -201,13 +191,7 @@ def _start(args) -> Evaluation:
 
   config, model, params = load_model(args.checkpoint)
   rate = int(config.data.sample_rate)
-  inference = dict(config.inference)
-  if args.shifts is not None:
-    inference["shifts"] = args.shifts
-  if args.soft_mask_power is not None:
-    inference["soft_mask_power"] = args.soft_mask_power
-  if args.wiener_iterations is not None:
-    inference["wiener_iterations"] = args.wiener_iterations
+  inference = {**dict(config.inference), **args.inference}
   problem = post_filter_problem(inference)
   if problem:
     raise EvaluationError(problem)

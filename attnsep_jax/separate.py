@@ -32,6 +32,7 @@ from typing import Callable, Iterator
 import soundfile as sf
 
 from attnsep_jax import SOURCES, audio, cli, files
+from attnsep_jax.cli import inference_options
 from attnsep_jax.audio import AUDIO_EXTENSIONS
 from attnsep_jax.stems import (DEFAULT_FILENAME, RESUME, SUBTYPES, EncodeError, Outputs,
                                output_paths, select_stems, write_stems)
@@ -262,7 +263,7 @@ def separate_song(song: str, run: Run, model, params, config) -> Outcome:
     return Outcome(song, error=str(e), disk_full=files.is_disk_full(e))
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog=cli.prog("separate"),
       description="Separate songs into drums, bass, other and vocals stems.")
@@ -291,18 +292,7 @@ def _parser() -> argparse.ArgumentParser:
   out.add_argument("--force", action="store_true", help="overwrite existing stems")
   out.add_argument("--skip-existing", action="store_true",
                    help="skip songs whose stems all exist (to go on after an interruption)")
-  model = parser.add_argument_group("inference (default: the checkpoint config's)")
-  model.add_argument("--segment", type=float, metavar="SECONDS",
-                     help="length of the chunks fed to the model")
-  model.add_argument("--overlap", type=float, help="overlap of chunks, in [0, 1)")
-  model.add_argument("--shifts", type=int, help="random-shift passes to average")
-  model.add_argument("--batch-size", type=int, help="chunks per model call")
-  model.add_argument("--soft-mask-power", type=float, metavar="P",
-                     help="re-estimate the stems as ratio masks |S|^P of the mixture's "
-                          "STFT (1: magnitude ratio); 0: the network's stems as they are")
-  model.add_argument("--wiener-iterations", type=int, metavar="N",
-                     help="refine the soft-masked stems with N iterations of the "
-                          "multichannel Wiener filter (Open-Unmix's); 0: none")
+  model = inference_options.add_arguments(parser)
   model.add_argument("--jobs", type=int, default=1, metavar="N",
                      help="songs separated at a time, each in a worker process on its "
                           "share of the CPU cores (default 1)")
@@ -323,24 +313,12 @@ def _check_args(parser, args) -> Run:
     parser.error("--filename must contain {stem}, or every stem would go to one file")
   if args.format == "mp3" and not shutil.which("ffmpeg"):
     parser.error("mp3 output needs ffmpeg on PATH (apt-get install ffmpeg)")
-  if args.overlap is not None and not 0 <= args.overlap < 1:
-    parser.error("--overlap must be in [0, 1)")
-  for flag in ("segment", "batch_size", "mp3_bitrate", "jobs"):
-    if getattr(args, flag) is not None and getattr(args, flag) <= 0:
+  for flag in ("mp3_bitrate", "jobs"):
+    if getattr(args, flag) <= 0:
       parser.error(f"--{flag.replace('_', '-')} must be positive")
-  if args.shifts is not None and args.shifts < 0:
-    parser.error("--shifts must be 0 or more")
-  if args.soft_mask_power is not None and not args.soft_mask_power >= 0:
-    parser.error("--soft-mask-power must be 0 or more")
-  if args.wiener_iterations is not None and args.wiener_iterations < 0:
-    parser.error("--wiener-iterations must be 0 or more")
   if args.force and args.skip_existing:
     parser.error("--force and --skip-existing exclude each other")
-  inference = {key: value for key, value in (
-      ("segment_seconds", args.segment), ("overlap", args.overlap),
-      ("shifts", args.shifts), ("batch_size", args.batch_size),
-      ("soft_mask_power", args.soft_mask_power),
-      ("wiener_iterations", args.wiener_iterations)) if value is not None}
+  inference = inference_options.overrides(parser, args)
   outputs = Outputs(stems=names, fmt=args.format, bits=args.bits, filename=args.filename,
                     mp3_bitrate_kbps=args.mp3_bitrate)
   return Run(args.out, outputs, inference, force=args.force,
@@ -366,7 +344,7 @@ def _outcomes(songs: list[str], run: Run, checkpoint: str, jobs: int,
 
 
 def main(argv=None) -> int:
-  parser = _parser()
+  parser = build_parser()
   args = parser.parse_args(argv)
   run = _check_args(parser, args)
 

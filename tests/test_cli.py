@@ -96,3 +96,28 @@ def test_train_py_is_the_train_command(repo_root, tmp_path):
   proc = run("train.py", "--config", missing, "--workdir", str(tmp_path), cwd=repo_root)
   assert proc.returncode == 1
   assert proc.stderr == f"attnsep train: error: config file not found: {missing}\n"
+
+
+@pytest.mark.parametrize("verb", ["separate", "evaluate"])
+def test_inference_options_override_the_config_fields_they_name(verb):
+  from attnsep_jax.cli import inference_options
+  parser = importlib.import_module(cli.VERBS[verb][0].split(":")[0]).build_parser()
+  base = ["--checkpoint", "c", "--musdb", "m"] if verb == "evaluate" else ["s", "--checkpoint",
+                                                                          "c", "--out", "o"]
+  args = parser.parse_args(base + ["--segment", "2.5", "--overlap", "0.5", "--shifts", "0",
+                                   "--soft-mask-power", "1", "--wiener-iterations", "1"])
+  assert inference_options.overrides(parser, args) == {
+      "segment_seconds": 2.5, "overlap": 0.5, "shifts": 0, "soft_mask_power": 1.0,
+      "wiener_iterations": 1}
+  assert inference_options.overrides(parser, parser.parse_args(base)) == {}
+
+
+@pytest.mark.parametrize("bad", [["--segment", "0"], ["--overlap", "1"], ["--batch-size", "-1"],
+                                 ["--shifts", "-1"], ["--soft-mask-power", "nan"],
+                                 ["--wiener-iterations", "-2"]])
+def test_bad_inference_option_is_a_usage_error(bad, capsys):
+  from attnsep_jax import evaluate_cli
+  with pytest.raises(SystemExit) as exit_info:
+    evaluate_cli.main(["--checkpoint", "c", "--musdb", "m"] + bad)
+  assert exit_info.value.code == 2
+  assert f"error: {bad[0]} must be" in capsys.readouterr().err
