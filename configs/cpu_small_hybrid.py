@@ -16,7 +16,9 @@ def get_config():
   small = load_config(sibling(__file__, "cpu_small.py"))
   config = load_ablation(sibling(__file__, "ablations/spectral_branch.py"))(small)
   # The cosine ends at num_steps. On one core of a 2-core Intel Xeon, with the
-  # other core busy, a step takes about 1.9 s: an hour is about 1,900 steps.
+  # other core busy, a step takes about 1.9 s: an hour is about 1,900 steps
+  # (on a 2-core AMD EPYC about 1.65 s: an hour there ran 2,160 steps with
+  # --config.train.num_steps=2400).
   # (The branch on the bins below 11 kHz, spectral_bins=1024, trains a
   # quarter more steps in the hour but separates unseen instruments no
   # better: docs/architecture.md, "Bandwidth".)
