@@ -23,8 +23,4 @@ def get_config():
   # quarter more steps in the hour but separates unseen instruments no
   # better: docs/architecture.md, "Bandwidth".)
   config.train.num_steps = 1900
-  # Separate in 16-s segments (cpu_small: 4 s): +0.11 dB per song on unseen
-  # instruments over the recipe's six one-hour checkpoints, each of them
-  # better (docs/architecture.md, "Inference segment").
-  config.inference.segment_seconds = 16.0
   return config
