@@ -80,7 +80,7 @@ def test_parse_args_raises_config_errors_and_exits_on_usage_errors(repo_root, ca
     assert message in capsys.readouterr().err
 
 
-def test_hybrid_recipe_is_the_small_one_with_the_measured_branch(repo_root):
+def test_hybrid_recipe_is_the_small_one_with_the_measured_spectral_branch(repo_root):
   small = load_config(os.path.join(repo_root, "configs", "cpu_small.py"))
   hybrid = load_config(os.path.join(repo_root, "configs", "cpu_small_hybrid.py"))
   assert hybrid.model.spectral_channels == tuple(c // 2 for c in small.model.channels)
