@@ -36,6 +36,7 @@ def get_config():
       rescale_init=0.0,           # Demucs' weight rescaling (0: off)
       spectral_channels=(),       # spectral branch widths (Hybrid Demucs); (): none
       spectral_output=True,       # the branch decodes stems too (False: input only)
+      spectral_mask=False,        # its stems: masks of the mixture (False: complex, CaC)
       spectral_time_layers=0,     # time convs per spectral block (Hybrid Demucs: 2)
       spectral_bins=0,            # STFT bins the branch sees, from 0 Hz (0: all)
       channel_attention=True,

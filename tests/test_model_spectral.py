@@ -94,6 +94,43 @@ def test_the_spectral_branch_adds_to_the_waveform_branchs_stems(hybrid):
   assert np.abs(with_branch - without).max() > 1e-4
 
 
+def test_masked_mixture_splits_each_bin_among_the_sources_with_its_phase():
+  rng = np.random.default_rng(0)
+  cac = rng.normal(size=(2, 5, 8, 4)).astype(np.float32)          # 2 channels x re/im
+  logits = 3 * rng.normal(size=(2, 5, 8, 3 * 2)).astype(np.float32)
+  stems = np.asarray(spectral.masked_mixture(logits, cac, num_sources=3))
+  assert stems.shape == (2, 5, 8, 3 * 2 * 2)
+  per_source = stems.reshape(2, 5, 8, 3, 4)                       # (..., S, C * 2)
+  np.testing.assert_allclose(per_source.sum(axis=3), cac, rtol=1e-5, atol=1e-6)
+  # Each source is the mixture's bin scaled by one mask in [0, 1] per channel,
+  # the softmax over the sources of that channel's logits.
+  masks = np.exp(logits.reshape(2, 5, 8, 3, 2))
+  masks /= masks.sum(axis=3, keepdims=True)
+  expected = masks[..., None] * cac.reshape(2, 5, 8, 1, 2, 2)
+  np.testing.assert_allclose(per_source, expected.reshape(2, 5, 8, 3, 4), rtol=1e-5, atol=1e-6)
+
+
+def test_a_masking_spectral_branch_alone_writes_stems_that_sum_to_the_mixture(tiny_config):
+  model = build_model({**tiny_config.model, "spectral_channels": (4, 8), "spectral_mask": True})
+  params = jax.jit(lambda key: init_params(model, key))(jax.random.key(0))
+  # The output block writes one mask logit per source and audio channel.
+  assert params["spectral_decoder"]["block_0"]["conv"]["kernel"].shape[-1] == 2 * 4 * 2
+  # Silence the waveform branch's stems: what is left is the masked mixture.
+  silent = {**params, "decoder": {
+      **params["decoder"],
+      "block_0": jax.tree_util.tree_map(np.zeros_like, params["decoder"]["block_0"])}}
+  t = np.arange(320)
+  # Zero-mean tones well below Nyquist (the input normalisation adds the
+  # mean back to every stem; the branch drops the Nyquist bin).
+  mixture = np.stack([np.sin(2 * np.pi * t / 16), 0.5 * np.cos(2 * np.pi * t / 10)], -1)
+  mixture = (mixture - mixture.mean())[None].astype(np.float32)   # (1, time, 2)
+  stems = np.asarray(jax.jit(model.apply)({"params": silent}, mixture))   # (1, 4, time, 2)
+  assert np.abs(stems).max() > 0.05
+  # Exact but for the last two hops of 16 samples (the dropped last frame).
+  inside = slice(0, 320 - 32)
+  np.testing.assert_allclose(stems.sum(axis=1)[0, inside], mixture[0, inside], atol=2e-3)
+
+
 def test_time_context_reaches_its_receptive_field_and_follows_a_shift():
   # Two layers, dilations 1 and 2: frame t sees frames t - 3 ... t + 3 alone.
   block = spectral.TimeContext(layers=2, layer_scale_init=1.0)

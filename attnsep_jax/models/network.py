@@ -53,6 +53,10 @@ class AttnSepNet(nn.Module):
     spectral_output: the spectral branch also decodes stems of its own;
       False: it only feeds the bottleneck (a spectral front end, a third of
       the branch's cost).
+    spectral_mask: the spectral branch's stems are ratio masks of the
+      mixture's STFT (softmax over the sources, as Open-Unmix's masks)
+      instead of complex spectrograms (Hybrid Demucs's "complex as
+      channels"); half the output channels.
     spectral_bins: STFT bins the spectral branch sees and writes, from 0 Hz
       up (a multiple of the total stride); the waveform branch alone covers
       the bins above. 0: all ``2 * total_stride`` below Nyquist.
@@ -103,6 +107,7 @@ class AttnSepNet(nn.Module):
   rescale_init: float = 0.0
   spectral_channels: Sequence[int] = ()
   spectral_output: bool = True
+  spectral_mask: bool = False
   spectral_time_layers: int = 0
   spectral_bins: int = 0
   channel_attention: bool = True
@@ -167,7 +172,7 @@ class AttnSepNet(nn.Module):
     skips = Encoder(self.channels, settings, dense_connections=self.dense_connections,
                     dense_layers=self.dense_layers, **norm, name="encoder")(x)
     if self.spectral_channels:
-      spectral_skips, folded = self._spectral_encoder(x, settings)
+      cac, spectral_skips, folded = self._spectral_encoder(x, settings)
       skips = [*skips[:-1], skips[-1] + folded]
     x = skips[-1]                                          # (batch, frames, C_N)
     if self.separator == "dual_path":
@@ -186,9 +191,12 @@ class AttnSepNet(nn.Module):
     x = Decoder(self.channels, self.num_sources * audio_channels, settings, **norm,
                 name="decoder")(x, skips)
     if self.spectral_channels and self.spectral_output:
+      per_source = audio_channels if self.spectral_mask else 2 * audio_channels
       spec = spectral.SpectralDecoder(
-          tuple(self.spectral_channels), 2 * self.num_sources * audio_channels, settings,
-          name="spectral_decoder")(shared, spectral_skips)   # (batch, frames, bins, S*C*2)
+          tuple(self.spectral_channels), self.num_sources * per_source, settings,
+          name="spectral_decoder")(shared, spectral_skips)   # (batch, frames, bins, S*per_source)
+      if self.spectral_mask:
+        spec = spectral.masked_mixture(spec, cac, self.num_sources)  # (..., S*C*2)
       x = x + spectral.waveform(spec, self.total_stride, self.num_sources).astype(x.dtype)
     x = x[:, :time].astype(jnp.float32)                    # (batch, time, S*C)
     # (batch, time, S*C) -> (batch, S, time, C)
@@ -206,7 +214,8 @@ class AttnSepNet(nn.Module):
 
 
   def _spectral_encoder(self, x, settings):
-    """The spectral branch's skips and its bottleneck map (batch, frames, C_N)."""
+    """The mixture's spectrogram (batch, frames, bins, 2C), the spectral
+    branch's skips and its bottleneck map (batch, frames, C_N)."""
     if len(self.spectral_channels) != len(self.channels):
       raise ValueError(
           f"spectral_channels needs one width per waveform block ({len(self.channels)}), "
@@ -218,9 +227,10 @@ class AttnSepNet(nn.Module):
           f"up to {2 * self.total_stride} (each block divides the bins by {self.stride}), "
           f"got {self.spectral_bins}")
     cac = spectral.complex_as_channels(x, self.total_stride, bins)  # (batch, frames, bins, 2C)
-    return spectral.SpectralEncoder(tuple(self.spectral_channels), settings, self.channels[-1],
-                                    time_layers=self.spectral_time_layers,
-                                    name="spectral_encoder")(cac)
+    skips, folded = spectral.SpectralEncoder(
+        tuple(self.spectral_channels), settings, self.channels[-1],
+        time_layers=self.spectral_time_layers, name="spectral_encoder")(cac)
+    return cac, skips, folded
 
 
 def build_model(model_config) -> AttnSepNet:

@@ -17,13 +17,16 @@ window is 4 hops, and its ``2 * hop`` bins (the Nyquist bin dropped), or the
 lowest ``bins`` of them, shrink by the stride in every block, one block per
 waveform block. Audio channels and real and imaginary parts are the input
 channels ("complex as channels"), and the output is each source's complex
-spectrogram, inverted and added to the waveform branch's stems.
+spectrogram, inverted and added to the waveform branch's stems; with
+``spectral_mask``, it is instead a ratio mask per source of the mixture's
+spectrogram (``masked_mixture``), as Open-Unmix writes its stems.
 """
 
 import dataclasses
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -69,6 +72,23 @@ def waveform(cac: jnp.ndarray, hop: int, num_sources: int) -> jnp.ndarray:
   audio = masking.istft(spec, fft_size, frames * hop)       # (b, S, C, time)
   # (b, S, C, time) -> (b, time, S * C), the waveform decoder's layout
   return audio.transpose(0, 3, 1, 2).reshape(batch, frames * hop, num_sources * channels)
+
+
+def masked_mixture(logits: jnp.ndarray, cac: jnp.ndarray, num_sources: int) -> jnp.ndarray:
+  """Ratio masks of the mixture's spectrogram, in ``waveform``'s layout:
+  logits (batch, frames, bins, S * C), softmax over the sources, times the
+  mixture's cac (batch, frames, bins, 2C) -> (batch, frames, bins, S * C * 2).
+
+  The masks are real, so each source keeps the mixture's phase, and they sum
+  to one over the sources, so the masked spectrograms sum to the mixture's."""
+  batch, frames, bins, features = logits.shape
+  channels = features // num_sources
+  # (b, frames, bins, S * C) -> (b, frames, bins, S, C, 1)
+  masks = jax.nn.softmax(
+      logits.astype(jnp.float32).reshape(batch, frames, bins, num_sources, channels), axis=3)
+  # (b, frames, bins, 2C) -> (b, frames, bins, 1, C, 2)
+  mixture = cac.astype(jnp.float32).reshape(batch, frames, bins, 1, channels, 2)
+  return (masks[..., None] * mixture).reshape(batch, frames, bins, num_sources * channels * 2)
 
 
 def _per_frame(block: nn.Module, x: jnp.ndarray, *more: jnp.ndarray) -> jnp.ndarray:
