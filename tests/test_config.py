@@ -88,4 +88,6 @@ def test_hybrid_recipe_is_the_small_one_with_the_measured_spectral_branch(repo_r
   hybrid.model.spectral_channels = small.model.spectral_channels
   hybrid.model.spectral_output = small.model.spectral_output
   hybrid.train.num_steps = small.train.num_steps
+  assert hybrid.optim.learning_rate > small.optim.learning_rate
+  hybrid.optim.learning_rate = small.optim.learning_rate
   assert hybrid.to_dict() == small.to_dict()
