@@ -24,8 +24,9 @@ def get_config():
   # quarter more steps in the hour but separates unseen instruments no
   # better: docs/architecture.md, "Bandwidth".)
   config.train.num_steps = 1900
-  # Twice cpu_small's learning rate: one CPU-hour, seeds 7 and 8 side by
-  # side with 1e-3, better on the validation songs at every point (+0.5-0.7
-  # dB at the end) and on unseen instruments (docs/quality.md, "Latest").
+  # Twice cpu_small's learning rate: one CPU-hour against 1e-3 (seed 8 side
+  # by side, seed 7 against an earlier hour), better on the validation songs
+  # at every point (+0.5-0.7 dB at the end) and on unseen instruments, +0.25
+  # dB per song (docs/quality.md, "Latest").
   config.optim.learning_rate = 2e-3
   return config

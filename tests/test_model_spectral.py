@@ -51,6 +51,12 @@ def test_spectral_bins_must_divide_into_the_blocks(tiny_config):
     init_params(model, jax.random.key(0))
 
 
+def _without_output_block(params, decoder: str) -> dict:
+  """``params`` with ``decoder``'s output block (conv -> GLU) zeroed: its stems are silent."""
+  zeroed = jax.tree_util.tree_map(np.zeros_like, params[decoder]["block_0"])
+  return {**params, decoder: {**params[decoder], "block_0": zeroed}}
+
+
 @pytest.fixture(scope="module")
 def hybrid(tiny_config):
   """The parameters of the tiny model with a spectral branch, and its jitted apply."""
@@ -86,9 +92,7 @@ def test_the_spectral_branch_adds_to_the_waveform_branchs_stems(hybrid):
   mixture = np.random.default_rng(0).normal(size=(1, 320, 2)).astype(np.float32) * 0.1
   # Zeroing the spectral decoder's output block (conv -> GLU) silences the
   # branch's stems; its encoder still feeds the bottleneck.
-  silent = {**params, "spectral_decoder": {
-      **params["spectral_decoder"],
-      "block_0": jax.tree_util.tree_map(np.zeros_like, params["spectral_decoder"]["block_0"])}}
+  silent = _without_output_block(params, "spectral_decoder")
   with_branch = np.asarray(apply({"params": params}, mixture))
   without = np.asarray(apply({"params": silent}, mixture))
   assert np.abs(with_branch - without).max() > 1e-4
@@ -116,9 +120,7 @@ def test_a_masking_spectral_branch_alone_writes_stems_that_sum_to_the_mixture(ti
   # The output block writes one mask logit per source and audio channel.
   assert params["spectral_decoder"]["block_0"]["conv"]["kernel"].shape[-1] == 2 * 4 * 2
   # Silence the waveform branch's stems: what is left is the masked mixture.
-  silent = {**params, "decoder": {
-      **params["decoder"],
-      "block_0": jax.tree_util.tree_map(np.zeros_like, params["decoder"]["block_0"])}}
+  silent = _without_output_block(params, "decoder")
   t = np.arange(320)
   # Zero-mean tones well below Nyquist (the input normalisation adds the
   # mean back to every stem; the branch drops the Nyquist bin).

@@ -83,11 +83,12 @@ def masked_mixture(logits: jnp.ndarray, cac: jnp.ndarray, num_sources: int) -> j
   to one over the sources, so the masked spectrograms sum to the mixture's."""
   batch, frames, bins, features = logits.shape
   channels = features // num_sources
-  # (b, frames, bins, S * C) -> (b, frames, bins, S, C, 1)
+  # (b, frames, bins, S * C) -> (b, frames, bins, S, C), softmax over S
   masks = jax.nn.softmax(
       logits.astype(jnp.float32).reshape(batch, frames, bins, num_sources, channels), axis=3)
   # (b, frames, bins, 2C) -> (b, frames, bins, 1, C, 2)
   mixture = cac.astype(jnp.float32).reshape(batch, frames, bins, 1, channels, 2)
+  # (b, frames, bins, S, C, 1) * (b, frames, bins, 1, C, 2) -> (b, frames, bins, S * C * 2)
   return (masks[..., None] * mixture).reshape(batch, frames, bins, num_sources * channels * 2)
 
 
