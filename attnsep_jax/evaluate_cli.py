@@ -12,7 +12,7 @@ reference rows and the published MUSDB18 rows, and two pictures
 one track's mixture, references and estimates.  Tracks already scored in OUT
 are skipped unless ``--force``, so an interrupted evaluation resumes; OUT's
 ``settings.json`` records what the model's scores depend on (the parameters'
-checksum, the inference settings, ``--seconds``), and a run with other
+checksum, the inference settings but the batch size, ``--seconds``), and a run with other
 settings is refused rather than mixed with them.
 """
 
@@ -207,8 +207,11 @@ def _start(args) -> Evaluation:
 def scoring_settings(run: Evaluation) -> dict:
   """What the model's scores in OUT depend on, besides the tracks (as JSON reads back)."""
   from attnsep_jax.train.checkpoint import tree_checksum
+  # The batch only groups segments into model calls, each segment separated
+  # on its own: the stems do not depend on it, so it may change on resume.
   settings = {"params_checksum": tree_checksum(run.params), "seconds": run.args.seconds,
-              **{f"inference.{k}": v for k, v in sorted(run.inference.items())}}
+              **{f"inference.{k}": v for k, v in sorted(run.inference.items())
+                 if k != "batch_size"}}
   return json.loads(json.dumps(settings))
 
 

@@ -87,6 +87,10 @@ def test_scores_equal_a_direct_museval_eval_mus_track(synth_corpus, export_dir, 
   assert evaluate_cli.main(args) == 0
   assert os.path.getmtime(model_json) == mtime
   assert os.path.getmtime(os.path.join(out, pictures[1])) == spectrograms_mtime
+  # Another batch of segments per model call changes no stem: it resumes.
+  assert evaluate_cli.main(args + ["--batch-size", "1"]) == 0
+  assert os.path.getmtime(model_json) == mtime
+  assert "inference.batch_size" not in json.load(open(os.path.join(out, "settings.json")))
   # Other inference settings are refused, not mixed with the scores there.
   assert evaluate_cli.main(args + ["--shifts", "2"]) == 1
   err = capsys.readouterr().err
