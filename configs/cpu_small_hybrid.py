@@ -27,6 +27,6 @@ def get_config():
   # Twice cpu_small's learning rate: one CPU-hour against 1e-3 (seed 8 side
   # by side, seed 7 against an earlier hour), better on the validation songs
   # at every point (+0.5-0.7 dB at the end) and on unseen instruments, +0.25
-  # dB per song (docs/quality.md, "Latest").
+  # dB per song (docs/quality.md, "the hybrid recipe's learning rate").
   config.optim.learning_rate = 2e-3
   return config
