@@ -12,8 +12,8 @@ reference rows and the published MUSDB18 rows, and two pictures
 one track's mixture, references and estimates.  Tracks already scored in OUT
 are skipped unless ``--force``, so an interrupted evaluation resumes; OUT's
 ``settings.json`` records what the model's scores depend on (the parameters'
-checksum, the inference settings but the batch size, ``--seconds``), and a run with other
-settings is refused rather than mixed with them.
+checksum, the inference settings but the batch size, ``--seconds``), and a
+run with other settings is refused rather than mixed with them.
 """
 
 from __future__ import annotations
