@@ -6,7 +6,7 @@ import pytest
 
 from attnsep_jax.losses import separation_loss
 from attnsep_jax.models import spectral
-from attnsep_jax.models.network import build_model, init_params
+from attnsep_jax.models.network import build_model, init_params, rescale_conv_weights
 
 
 def test_complex_as_channels_inverts_per_source_and_lines_up_in_time():
@@ -85,6 +85,24 @@ def test_the_hybrid_network_keeps_every_length_and_trains_both_branches(tiny_con
     for path, leaf in jax.tree_util.tree_leaves_with_path(grads[branch]):
       leaf = np.asarray(leaf)
       assert np.all(np.isfinite(leaf)) and np.any(leaf != 0), (branch, jax.tree_util.keystr(path))
+
+
+def test_weight_rescaling_reaches_the_convs_of_both_branches_and_nothing_else(hybrid):
+  params, _ = hybrid
+  reference = 0.1
+  rescaled = rescale_conv_weights(params, reference)
+  changed = set()
+  for (path, before), after in zip(jax.tree_util.tree_leaves_with_path(params),
+                                   jax.tree_util.tree_leaves(rescaled)):
+    before, after = np.asarray(before), np.asarray(after)
+    if np.array_equal(before, after):
+      continue
+    name = jax.tree_util.keystr(path)
+    changed.add(str(path[0].key))
+    assert name.endswith("['kernel']") and "channel_attention" not in name, name
+    # w / sqrt(std / reference) has std sqrt(std * reference).
+    np.testing.assert_allclose(after.std(), np.sqrt(before.std() * reference), rtol=1e-4)
+  assert changed == {"encoder", "decoder", "spectral_encoder", "spectral_decoder"}
 
 
 def test_the_spectral_branch_adds_to_the_waveform_branchs_stems(hybrid):

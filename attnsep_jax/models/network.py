@@ -43,8 +43,9 @@ class AttnSepNet(nn.Module):
     norm_groups: GroupNorm groups in the U-Net blocks from ``norm_starts``
       on (Demucs v3); 0 for none (the paper names no normalisation).
     norm_starts: index of the first U-Net level with GroupNorm.
-    rescale_init: Demucs' weight rescaling at initialisation: every U-Net
-      conv's weights are divided by sqrt(std / rescale_init); 0 disables it.
+    rescale_init: Demucs' weight rescaling at initialisation: every conv's
+      weights in both U-Nets are divided by sqrt(std / rescale_init); 0
+      disables it.
     spectral_channels: widths of a spectral branch (Hybrid Demucs): the same
       blocks along the frequency axis of the mixture's STFT (hop: the total
       stride), one per waveform block, meeting the waveform branch at the
@@ -250,15 +251,20 @@ def init_params(model: AttnSepNet, rng: jax.Array, time: int = 4096, batch: int 
   return params
 
 
+# The parameter collections of the U-Nets' conv blocks, both branches.
+U_NETS = ("encoder", "decoder", "spectral_encoder", "spectral_decoder")
+
+
 def rescale_conv_weights(params, reference: float):
-  """Demucs' ``rescale_module``: each U-Net conv kernel ``w`` becomes
+  """Demucs' ``rescale_module``: each U-Net conv kernel ``w``, in both
+  branches (Hybrid Demucs's covers its 2-D spectral convs too), becomes
   ``w / sqrt(std(w) / reference)``, pulling every layer's weight scale
   towards ``reference``; Défossez et al. (2019) found it trains better.
   Biases start at zero, so only kernels change; the channel-attention gates
   (linear layers in Demucs' terms) are left as they are."""
   def rescale(path, leaf):
     names = [str(getattr(k, "key", k)) for k in path]
-    is_conv = (names[0] in ("encoder", "decoder") and names[-1] == "kernel"
+    is_conv = (names[0] in U_NETS and names[-1] == "kernel"
                and "channel_attention" not in names)
     return leaf / jnp.sqrt(jnp.std(leaf) / reference) if is_conv else leaf
   return jax.tree_util.tree_map_with_path(rescale, params)
