@@ -48,7 +48,7 @@ import numpy as np
 from attnsep_jax import SAMPLE_RATE, SOURCES
 from attnsep_jax import config as config_lib
 from attnsep_jax import evaluation
-from attnsep_jax.ablate.report import paired_delta, per_track_average
+from attnsep_jax.pairing import paired_delta, per_track_average
 from attnsep_jax.corpus.write import soundfont_names
 from attnsep_jax.data.musdb import DataError, TrackIndex
 from attnsep_jax.files import staged_file, write_text

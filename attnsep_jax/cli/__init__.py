@@ -21,6 +21,8 @@ VERBS = {
               "train a separator from a config; resumes from the workdir's checkpoints"),
     "evaluate": ("attnsep_jax.evaluate_cli:main",
                  "score a checkpoint or export with BSS Eval v4 on MUSDB18 or the corpus"),
+    "compare": ("attnsep_jax.compare:main",
+                "compare evaluations per song: paired differences with bootstrap intervals"),
     "separate": ("attnsep_jax.separate:main",
                  "separate songs, folders or globs into stems"),
     "export": ("attnsep_jax.export:main",
