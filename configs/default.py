@@ -69,6 +69,8 @@ def get_config():
       eps_scale="absolute",       # eps in waveform units | x mixture RMS
       l1_warmup_steps=0,          # L1 for the first steps, then `kind`
       source_weights=(1.0, 1.0, 1.0, 1.0),
+      stft_weight=0.0,            # + BS-RoFormer's multi-resolution STFT L1 (0: off)
+      stft_fft_sizes=(4096, 2048, 1024, 512, 256),   # its windows, samples
   )
 
   # Owned by attnsep_jax.data: exactly ChunkLoader's keyword arguments (the

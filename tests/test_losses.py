@@ -63,3 +63,31 @@ def test_utterance_sdr_hand_values():
   np.testing.assert_allclose(sdr[0], [20.0, 0.0], atol=1e-4)
   # Silence estimated as silence is perfect up to delta: 10 log10(delta/delta) = 0.
   np.testing.assert_allclose(utterance_sdr(np.zeros((2, 2)), np.zeros((2, 2))), 0.0)
+
+
+def test_stft_term_is_zero_on_a_perfect_estimate_and_stays_in_its_source():
+  rng = np.random.default_rng(0)
+  target = rng.normal(size=(2, 4, 3000, 2)).astype(np.float32)
+  estimate = target.copy()
+  estimate[:, 2] += 0.1 * rng.normal(size=(2, 3000, 2)).astype(np.float32)
+  plain = per_source_loss(target, estimate, "l1")
+  with_stft = per_source_loss(target, estimate, "l1", stft_weight=2.0,
+                              stft_fft_sizes=(512, 128))
+  extra = np.asarray(with_stft) - np.asarray(plain)
+  np.testing.assert_allclose(extra[[0, 1, 3]], 0.0, atol=1e-7)
+  assert extra[2] > 0.01
+  np.testing.assert_allclose(per_source_loss(target, target, "l1", stft_weight=1.0), 0.0,
+                             atol=1e-7)
+
+
+def test_stft_term_of_a_white_error_is_sqrt_3_16_of_the_l1_per_window_size():
+  # Each spectrum is divided by sqrt(window): a white error's real and
+  # imaginary parts then have std sqrt(3/16) sigma (Hann: sum w^2 = 3N/8).
+  error = np.random.default_rng(1).normal(size=(1, 4, 88200, 2)).astype(np.float32)
+  zeros = np.zeros_like(error)
+  l1 = float(np.mean(per_source_loss(zeros, error, "l1")))
+  for fft_size in (4096, 256):
+    total = float(np.mean(per_source_loss(zeros, error, "l1", stft_weight=1.0,
+                                          stft_fft_sizes=(fft_size,))))
+    # Frames at the ends are half padding: a few per cent below the ratio.
+    assert 0.93 * np.sqrt(3 / 16) < (total - l1) / l1 < 1.01 * np.sqrt(3 / 16), fft_size
