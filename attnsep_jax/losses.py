@@ -11,6 +11,8 @@ LOSSES = ("relative_mse", "l1", "mse")
 # value of each sample, or the norm of each stem's segment.
 REDUCTIONS = ("sample", "segment")
 EPS_SCALES = ("absolute", "mixture_rms")
+# BS-RoFormer's windows for its multi-resolution STFT term, in samples.
+STFT_FFT_SIZES = (4096, 2048, 1024, 512, 256)
 
 
 def relative_mse(target: jnp.ndarray, estimate: jnp.ndarray, eps) -> jnp.ndarray:
@@ -82,7 +84,7 @@ def per_source_loss(target: jnp.ndarray, estimate: jnp.ndarray,
                     kind: str = "relative_mse", eps: float = 1e-3,
                     reduction: str = "sample", eps_scale: str = "absolute",
                     stft_weight: float = 0.0,
-                    stft_fft_sizes: Sequence[int] = (4096, 2048, 1024, 512, 256)
+                    stft_fft_sizes: Sequence[int] = STFT_FFT_SIZES
                     ) -> jnp.ndarray:
   """Mean loss of each source: (batch, sources, time, channels) -> (sources,),
   plus ``stft_weight`` times ``multi_resolution_stft_l1``."""
@@ -112,7 +114,7 @@ def separation_loss(target: jnp.ndarray, estimate: jnp.ndarray,
                     l1_warmup_steps: int = 0,
                     source_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
                     stft_weight: float = 0.0,
-                    stft_fft_sizes: Sequence[int] = (4096, 2048, 1024, 512, 256),
+                    stft_fft_sizes: Sequence[int] = STFT_FFT_SIZES,
                     step=None):
   """Weighted mean over sources of ``per_source_loss``.
 
