@@ -20,11 +20,10 @@ import os
 import numpy as np
 
 from attnsep_jax import SOURCES, cli, files
+from attnsep_jax.evaluate_cli import SETTINGS
 from attnsep_jax.evaluation import track_medians
 from attnsep_jax.pairing import paired_delta
 from attnsep_jax.tables import markdown_table
-
-SETTINGS = "settings.json"   # written by attnsep evaluate
 
 
 class CompareError(Exception):
@@ -62,6 +61,8 @@ def track_sdrs(folder: str, method: str, subset: str) -> dict[str, dict[str, flo
     values = {s: medians.get(s, {}).get("SDR", float("nan")) for s in SOURCES}
     if all(np.isfinite(v) for v in values.values()):
       sdrs[os.path.splitext(os.path.basename(path))[0]] = values
+  if not sdrs:
+    raise CompareError(f"{folder}: no track has a defined SDR for every source")
   return sdrs
 
 

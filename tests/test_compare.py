@@ -58,6 +58,9 @@ def test_compare_pairs_tracks_and_lists_what_differs(tmp_path, capsys):
 def test_tracks_with_an_undefined_sdr_are_left_out(tmp_path):
   _write_folder(tmp_path / "a", {"loud": [1.0, 2.0, 3.0, 4.0], "silent": [1.0, np.nan, 3.0, 4.0]})
   assert set(compare.track_sdrs(str(tmp_path / "a"), "model", "test")) == {"loud"}
+  _write_folder(tmp_path / "b", {"silent": [1.0, np.nan, 3.0, 4.0]})
+  with pytest.raises(compare.CompareError, match="no track has a defined SDR"):
+    compare.track_sdrs(str(tmp_path / "b"), "model", "test")
 
 
 def test_bad_folders_get_one_line(tmp_path, capsys):
