@@ -22,7 +22,7 @@ import numpy as np
 from attnsep_jax import SOURCES, cli, files
 from attnsep_jax.evaluate_cli import SETTINGS
 from attnsep_jax.evaluation import track_medians
-from attnsep_jax.pairing import paired_delta
+from attnsep_jax.pairing import delta_text, paired_delta, per_track_average
 from attnsep_jax.tables import markdown_table
 
 
@@ -83,18 +83,20 @@ def settings_differences(folders: list[str]) -> list[str]:
 
 def compare(folders: list[str], method: str = "model", subset: str = "test") -> dict:
   """{"folders": {folder: {"sdr", "sdr_avg", "tracks"}}, "paired": {folder: ...}}."""
-  scores = {folder: track_sdrs(folder, method, subset) for folder in folders}
+  # One "seed" per folder, in the form the pairing functions take.
+  scores = {folder: [{"sdr": track_sdrs(folder, method, subset)}] for folder in folders}
   base = folders[0]
-  base_tracks = {t: np.array([v[s] for s in SOURCES]) for t, v in scores[base].items()}
+  base_tracks = per_track_average(scores[base], "sdr")
   result = {"method": method, "subset": subset, "folders": {}, "paired": {}}
-  for folder, tracks in scores.items():
-    table = np.array([[v[s] for s in SOURCES] for v in tracks.values()])   # (tracks, sources)
+  for folder, seeds in scores.items():
+    tracks = per_track_average(seeds, "sdr")
+    table = np.stack(list(tracks.values()))                   # (tracks, sources)
     result["folders"][folder] = {"sdr": dict(zip(SOURCES, table.mean(axis=0).tolist())),
                                  "sdr_avg": float(table.mean()), "tracks": len(tracks)}
     if folder != base:
       if not set(tracks) & set(base_tracks):
         raise CompareError(f"{folder} and {base} have no scored track in common")
-      result["paired"][folder] = paired_delta([{"sdr": tracks}], base_tracks, "sdr")
+      result["paired"][folder] = paired_delta(seeds, base_tracks, "sdr")
   return result
 
 
@@ -106,10 +108,8 @@ def report(result: dict, differences: list[str]) -> str:
   if result["paired"]:
     rows = []
     for folder, d in result["paired"].items():
-      low, high = d["delta_ci95"]
       rows.append([folder, *(f"{d['delta_by_source'][s]:+.2f}" for s in SOURCES),
-                   f"{d['delta_vs_base']:+.2f} [{low:+.2f}, {high:+.2f}]",
-                   f"{d['tracks_better']}/{d['tracks_compared']}"])
+                   delta_text(d), f"{d['tracks_better']}/{d['tracks_compared']}"])
     text += [f"\nPer track, against {base} (dB; mean paired difference, 95% bootstrap "
              "interval over tracks):\n",
              markdown_table(["folder", *SOURCES, "avg [95% CI]", "tracks better"], rows)]

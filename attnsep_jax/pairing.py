@@ -53,3 +53,9 @@ def paired_delta(seed_results: list[dict], base_tracks: dict, metric: str) -> di
       "significant": bool(len(diffs) > 1 and (low > 0 or high < 0)
                           and abs(diffs.mean()) >= 0.01),
   }
+
+
+def delta_text(delta: dict) -> str:
+  """``paired_delta``'s mean difference and interval as "+0.12 [-0.03, +0.27]"."""
+  low, high = delta["delta_ci95"]
+  return f"{delta['delta_vs_base']:+.2f} [{low:+.2f}, {high:+.2f}]"

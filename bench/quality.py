@@ -48,7 +48,7 @@ import numpy as np
 from attnsep_jax import SAMPLE_RATE, SOURCES
 from attnsep_jax import config as config_lib
 from attnsep_jax import evaluation
-from attnsep_jax.pairing import paired_delta, per_track_average
+from attnsep_jax.pairing import delta_text, paired_delta, per_track_average
 from attnsep_jax.corpus.write import soundfont_names
 from attnsep_jax.data.musdb import DataError, TrackIndex
 from attnsep_jax.files import staged_file, write_text
@@ -543,10 +543,9 @@ def paired(summaries: dict) -> dict:
 def paired_rows(differences: dict, first: str) -> list[dict]:
   rows = []
   for name, d in differences.items():
-    low, high = d["delta_ci95"]
     rows.append({"contender": f"{name} - {first}",
                  **{src: f"{d['delta_by_source'][src]:+.2f}" for src in ORDER},
-                 "avg [95% CI]": f"{d['delta_vs_base']:+.2f} [{low:+.2f}, {high:+.2f}]",
+                 "avg [95% CI]": delta_text(d),
                  "songs better": f"{d['tracks_better']}/{d['tracks_compared']}"})
   return rows
 

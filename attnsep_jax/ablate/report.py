@@ -16,7 +16,7 @@ import numpy as np
 from attnsep_jax import SOURCES
 from attnsep_jax.ablate.study import BASE_NAME, collect_results, selected_step
 from attnsep_jax.files import staged_file, write_json, write_text
-from attnsep_jax.pairing import paired_delta, per_track_average
+from attnsep_jax.pairing import delta_text, paired_delta, per_track_average
 from attnsep_jax.tables import markdown_table
 
 LEGEND = ("Δ: paired difference to the base, bootstrap 95% CI over tracks; bold "
@@ -69,8 +69,7 @@ def _row(name: str, e: dict) -> list[str]:
     avg += f" ± {e['sdr_avg_seed_std']:.2f}"
   delta = "—"
   if e.get("delta_vs_base") is not None:
-    low, high = e["delta_ci95"]
-    delta = f"{e['delta_vs_base']:+.2f} [{low:+.2f}, {high:+.2f}]"
+    delta = delta_text(e)
     if e["significant"]:
       delta = f"**{delta}**"
   step = f"{e['step_seconds']:.2f}" if np.isfinite(e["step_seconds"]) else "?"
