@@ -130,9 +130,11 @@ def track_medians(track_json: dict) -> dict:
   medians = {}
   for target in track_json["targets"]:
     frames = target["frames"]
-    medians[target["name"]] = {
-        m: float(np.nanmedian([f["metrics"][m] for f in frames])) if frames else float("nan")
-        for m in METRICS}
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", RuntimeWarning)   # a silent stem, every window NaN
+      medians[target["name"]] = {
+          m: float(np.nanmedian([f["metrics"][m] for f in frames])) if frames else float("nan")
+          for m in METRICS}
   return medians
 
 
@@ -142,8 +144,10 @@ def aggregate(track_jsons: list[dict]) -> dict:
   result = {"median": {}, "mean": {}, "tracks": len(per_track)}
   for target in SOURCES:
     values = {m: [t[target][m] for t in per_track if target in t] for m in METRICS}
-    result["median"][target] = {m: float(np.nanmedian(v)) for m, v in values.items()}
-    result["mean"][target] = {m: float(np.nanmean(v)) for m, v in values.items()}
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", RuntimeWarning)   # undefined on every track: NaN
+      result["median"][target] = {m: float(np.nanmedian(v)) for m, v in values.items()}
+      result["mean"][target] = {m: float(np.nanmean(v)) for m, v in values.items()}
   return result
 
 

@@ -4,9 +4,10 @@ configs/cpu_small.py with the ablation configs/ablations/spectral_branch.py
 applied: a Hybrid-Demucs-style spectral U-Net beside the waveform U-Net (half
 its widths), meeting it at the bottleneck and adding stems of its own
 (docs/architecture.md, "Spectral branch"), trained at twice cpu_small's
-learning rate. On instruments never heard in
+learning rate with a multi-resolution STFT term added to the L1 loss
+(docs/architecture.md, "Loss"). On instruments never heard in
 training it separates better than cpu_small in the same hour (docs/quality.md),
-although each step costs about 2.6 times as much. In budgets of minutes the
+although each step costs about 3.3 times as much. In budgets of minutes the
 dearer step outweighs the gain, so the quick start keeps configs/cpu_small.py.
 """
 
@@ -16,10 +17,10 @@ from attnsep_jax.config import load_ablation, load_config, sibling
 def get_config():
   small = load_config(sibling(__file__, "cpu_small.py"))
   config = load_ablation(sibling(__file__, "ablations/spectral_branch.py"))(small)
-  # The cosine ends at num_steps. On one core of a 2-core Intel Xeon, with the
-  # other core busy, a step takes about 1.9 s: an hour is about 1,900 steps
-  # (on a 2-core AMD EPYC about 1.65 s: an hour there ran 2,160 steps with
-  # --config.train.num_steps=2400).
+  # The cosine ends at num_steps. On one core of a 2-core AMD EPYC, with the
+  # other core busy, a step with the STFT term below takes about 1.95 s: an
+  # hour there ran 1,830-1,880 steps (1.5-1.6 s and about 2,300 steps
+  # without the term; on a 2-core Intel Xeon, without it, about 1.9 s).
   # (The branch on the bins below 11 kHz, spectral_bins=1024, trains a
   # quarter more steps in the hour but separates unseen instruments no
   # better: docs/architecture.md, "Bandwidth".)
@@ -29,4 +30,11 @@ def get_config():
   # at every point (+0.5-0.7 dB at the end) and on unseen instruments, +0.25
   # dB per song (docs/quality.md, "the hybrid recipe's learning rate").
   config.optim.learning_rate = 2e-3
+  # BS-RoFormer's multi-resolution STFT term beside the waveform L1: one
+  # CPU-hour, seeds 8 and 10, 4.10 and 4.12 dB on unseen instruments against
+  # the recipe without it at 4.02 and 3.49, +0.30 dB per song [-0.03, +0.69],
+  # 7/10 (docs/quality.md). Its step costs about a quarter more, so an hour
+  # holds fewer steps.
+  config.loss.stft_weight = 1.0
+  config.loss.stft_fft_sizes = (4096, 1024, 256)
   return config

@@ -90,4 +90,7 @@ def test_hybrid_recipe_is_the_small_one_with_the_measured_spectral_branch(repo_r
   hybrid.train.num_steps = small.train.num_steps
   assert hybrid.optim.learning_rate > small.optim.learning_rate
   hybrid.optim.learning_rate = small.optim.learning_rate
+  assert hybrid.loss.stft_weight > 0 and small.loss.stft_weight == 0
+  hybrid.loss.stft_weight = small.loss.stft_weight
+  hybrid.loss.stft_fft_sizes = small.loss.stft_fft_sizes
   assert hybrid.to_dict() == small.to_dict()

@@ -3,6 +3,7 @@ backends); tables, pictures, resume; silent stems."""
 
 import json
 import os
+import warnings
 
 import musdb
 import museval
@@ -141,6 +142,17 @@ def test_aggregation_is_median_over_frames_then_tracks():
   result = aggregate(tracks)
   assert result["median"]["bass"]["SDR"] == 2.0          # median of 2, 5, 0
   np.testing.assert_allclose(result["mean"]["bass"]["SDR"], 7.0 / 3)
+
+
+def test_track_medians_of_a_silent_stem_is_nan_without_warning():
+  nan = float("nan")
+  silent = {"name": "silent", "targets": [
+      {"name": s, "frames": [{"metrics": {m: nan for m in ("SDR", "SIR", "ISR", "SAR")}}] * 3}
+      for s in SOURCES]}
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    assert np.isnan(track_medians(silent)["vocals"]["SDR"])
+    assert np.isnan(aggregate([silent])["median"]["drums"]["SDR"])
 
 
 def test_oracle_irm_recovers_disjoint_sources():
