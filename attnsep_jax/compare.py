@@ -2,7 +2,9 @@
 
 Each argument is an output folder of ``attnsep evaluate`` (its per-track
 museval JSON).  For every folder the table gives the SDR per source (median
-over each track's windows, mean over tracks); for each later folder, its
+over each track's windows, mean over tracks, and the average of the
+sources' medians over tracks, the figure ``attnsep evaluate`` reports); for
+each later folder, its
 paired difference to BASE on the tracks both scored: per source, averaged
 over sources with a 95% bootstrap interval over tracks, and how many tracks
 gained.  Settings that differ between the folders' ``settings.json`` are
@@ -82,7 +84,7 @@ def settings_differences(folders: list[str]) -> list[str]:
 
 
 def compare(folders: list[str], method: str = "model", subset: str = "test") -> dict:
-  """{"folders": {folder: {"sdr", "sdr_avg", "tracks"}}, "paired": {folder: ...}}."""
+  """{"folders": {folder: {"sdr", "sdr_avg", "sdr_avg_median", "tracks"}}, "paired": {...}}."""
   # One "seed" per folder, in the form the pairing functions take.
   scores = {folder: [{"sdr": track_sdrs(folder, method, subset)}] for folder in folders}
   base = folders[0]
@@ -92,7 +94,9 @@ def compare(folders: list[str], method: str = "model", subset: str = "test") -> 
     tracks = per_track_average(seeds, "sdr")
     table = np.stack(list(tracks.values()))                   # (tracks, sources)
     result["folders"][folder] = {"sdr": dict(zip(SOURCES, table.mean(axis=0).tolist())),
-                                 "sdr_avg": float(table.mean()), "tracks": len(tracks)}
+                                 "sdr_avg": float(table.mean()),
+                                 "sdr_avg_median": float(np.median(table, axis=0).mean()),
+                                 "tracks": len(tracks)}
     if folder != base:
       if not set(tracks) & set(base_tracks):
         raise CompareError(f"{folder} and {base} have no scored track in common")
@@ -102,8 +106,10 @@ def compare(folders: list[str], method: str = "model", subset: str = "test") -> 
 
 def report(result: dict, differences: list[str]) -> str:
   rows = [[folder, *(f"{e['sdr'][s]:.2f}" for s in SOURCES), f"{e['sdr_avg']:.2f}",
-           e["tracks"]] for folder, e in result["folders"].items()]
-  text = [markdown_table(["folder", *SOURCES, "avg", "tracks"], rows)]
+           f"{e['sdr_avg_median']:.2f}", e["tracks"]] for folder, e in result["folders"].items()]
+  text = ["SDR per source and avg: mean over tracks; avg (median): the sources' medians "
+          "over tracks, averaged, as attnsep evaluate reports.\n",
+          markdown_table(["folder", *SOURCES, "avg", "avg (median)", "tracks"], rows)]
   base = next(iter(result["folders"]))
   if result["paired"]:
     rows = []

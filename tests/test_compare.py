@@ -53,6 +53,9 @@ def test_compare_pairs_tracks_and_lists_what_differs(tmp_path, capsys):
   shifted = {s: np.mean([other[t][k] - base[t][k] for t in common]) for k, s in enumerate(SOURCES)}
   assert d["delta_by_source"] == pytest.approx(shifted, abs=1e-6)
   assert result["folders"][str(tmp_path / "a")]["tracks"] == 6
+  medians = np.median(np.stack(list(base.values())), axis=0)   # per source, over tracks
+  assert result["folders"][str(tmp_path / "a")]["sdr_avg_median"] == pytest.approx(
+      medians.mean(), abs=1e-6)
 
 
 def test_tracks_with_an_undefined_sdr_are_left_out(tmp_path):
