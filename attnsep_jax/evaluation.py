@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -125,13 +126,24 @@ def score_track(name: str, references: np.ndarray, estimates: np.ndarray,
   return museval_json(name, scores, window_seconds)
 
 
+@contextlib.contextmanager
+def undefined_as_nan():
+  """Quiets numpy's RuntimeWarning when a NaN-ignoring median or mean meets only NaN.
+
+  BSS Eval leaves a window NaN where a source is silent, so a silent stem (or a
+  source undefined on every track) has nothing to reduce; NaN is then the answer.
+  """
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)
+    yield
+
+
 def track_medians(track_json: dict) -> dict:
   """{target: {metric: median over the track's windows}} (NaN windows ignored)."""
   medians = {}
   for target in track_json["targets"]:
     frames = target["frames"]
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore", RuntimeWarning)   # a silent stem, every window NaN
+    with undefined_as_nan():
       medians[target["name"]] = {
           m: float(np.nanmedian([f["metrics"][m] for f in frames])) if frames else float("nan")
           for m in METRICS}
@@ -144,8 +156,7 @@ def aggregate(track_jsons: list[dict]) -> dict:
   result = {"median": {}, "mean": {}, "tracks": len(per_track)}
   for target in SOURCES:
     values = {m: [t[target][m] for t in per_track if target in t] for m in METRICS}
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore", RuntimeWarning)   # undefined on every track: NaN
+    with undefined_as_nan():
       result["median"][target] = {m: float(np.nanmedian(v)) for m, v in values.items()}
       result["mean"][target] = {m: float(np.nanmean(v)) for m, v in values.items()}
   return result
@@ -199,8 +210,7 @@ class TrackResult:
     """(sources,) SDR, the median over the track's windows (NaN: undefined)."""
     if self.bss is None:
       return np.full(len(self.references), np.nan)
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore", RuntimeWarning)   # every window silent: NaN
+    with undefined_as_nan():
       return np.nanmedian(self.bss.sdr, axis=1)
 
   def museval_json(self) -> dict:

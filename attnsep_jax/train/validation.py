@@ -3,13 +3,12 @@ BSS Eval v4), averaged identically on any number of processes."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Iterable
 
 import jax
 import numpy as np
 
-from attnsep_jax.evaluation import separate_and_score_track
+from attnsep_jax.evaluation import separate_and_score_track, undefined_as_nan
 from attnsep_jax.losses import per_source_loss
 from attnsep_jax.metrics import utterance_sdr
 from attnsep_jax.train import distributed
@@ -59,8 +58,7 @@ def validate(model, params, tracks: Iterable, config) -> dict:
   rows = distributed.sum_across_processes(np.stack(rows)).astype(np.float64)
   count = len(rows)
   sdr, loss = rows[:, :len(names)].mean(axis=0), rows[:, len(names):2 * len(names)].mean(axis=0)
-  with warnings.catch_warnings():
-    warnings.simplefilter("ignore", RuntimeWarning)   # undefined on every track: NaN
+  with undefined_as_nan():
     bss = np.nanmean(rows[:, 2 * len(names):], axis=0)
   metrics = {"sdr": float(sdr.mean()), "loss": float(np.sum(loss * weights) / weights.sum()),
              "bss_sdr": float(bss.mean()), "tracks": float(count)}
