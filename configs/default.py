@@ -38,6 +38,7 @@ def get_config():
       spectral_output=True,       # the branch decodes stems too (False: input only)
       spectral_mask=False,        # its stems: masks of the mixture (False: complex, CaC)
       spectral_time_layers=0,     # time convs per spectral block (Hybrid Demucs: 2)
+      spectral_freq_embedding=0.0,  # learnt per-bin vector after block 1 (Hybrid Demucs: 0.2)
       spectral_bins=0,            # STFT bins the branch sees, from 0 Hz (0: all)
       channel_attention=True,
       attention_reduction=8,      # squeeze-excitation bottleneck ratio

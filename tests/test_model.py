@@ -214,6 +214,7 @@ def test_ablation_changes_what_it_says(path, tiny_config):
     assert has(keys, "spectral_encoder") and not has(base_keys, "spectral_encoder")
     assert has(keys, "spectral_decoder") is (name != "spectral_front_end")
     assert has(keys, "spectral_encoder/time_0") is (name == "spectral_time_context")
+    assert has(keys, "spectral_encoder/freq_embedding") is (name == "spectral_freq_embedding")
   elif name == "fewer_blocks":
     assert variant.model.num_dual_path_blocks == max(1, base.model.num_dual_path_blocks // 2)
   else:

@@ -61,7 +61,7 @@ def _without_output_block(params, decoder: str) -> dict:
 def hybrid(tiny_config):
   """The parameters of the tiny model with a spectral branch, and its jitted apply."""
   model = build_model({**tiny_config.model, "spectral_channels": (4, 8),
-                       "spectral_time_layers": 1})
+                       "spectral_time_layers": 1, "spectral_freq_embedding": 0.2})
   # Jitted: run eagerly, init and apply of the two U-Nets took 80 s in CI.
   params = jax.jit(lambda key: init_params(model, key))(jax.random.key(0))
   return params, jax.jit(model.apply)
@@ -163,6 +163,21 @@ def test_time_context_reaches_its_receptive_field_and_follows_a_shift():
   x = np.random.default_rng(0).normal(size=(1, 16, 3, 8)).astype(np.float32)
   out, out_shifted = (np.asarray(block.apply(params, a)) for a in (x, np.roll(x, 1, axis=1)))
   np.testing.assert_allclose(out_shifted[:, 4:13], out[:, 3:12], atol=1e-5)
+
+
+def test_the_frequency_embedding_starts_smooth_and_tells_the_bins_apart():
+  embedding = spectral.FrequencyEmbedding(weight=0.2, scale=10.0)
+  x = np.zeros((2, 3, 512, 8), np.float32)
+  params = embedding.init(jax.random.key(0), x)["params"]
+  table = np.asarray(params["embedding"]) * 10.0           # as read: (bins, channels)
+  assert table.shape == (512, 8)
+  assert 0.5 < table.std() < 2.0                            # unit variance per row
+  neighbours = np.corrcoef(table[1:].ravel(), table[:-1].ravel())[0, 1]
+  assert neighbours > 0.9                                   # smooth along frequency
+  out = np.asarray(embedding.apply({"params": params}, x + 1.0))
+  # The same vector is added at every frame and batch item, a different one per bin.
+  np.testing.assert_allclose(out, np.broadcast_to(1.0 + 0.2 * table, out.shape), rtol=1e-5, atol=1e-6)
+  assert np.abs(out[0, 0, 0] - out[0, 0, -1]).max() > 0.1
 
 
 def test_spectral_channels_must_match_the_waveform_blocks(tiny_config):

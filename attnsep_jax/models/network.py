@@ -64,6 +64,9 @@ class AttnSepNet(nn.Module):
     spectral_time_layers: residual dilated convolutions along time after
       each spectral encoder block (Hybrid Demucs's ``DConv``: 2); 0: none,
       the separator gives the branch its only time context.
+    spectral_freq_embedding: weight of Hybrid Demucs's frequency embedding,
+      a learnt vector per bin added after the first spectral block (Hybrid
+      Demucs: 0.2); 0: none, the branch's convolutions see no frequency.
     channel_attention: squeeze-excitation on every block's feature map.
     attention_reduction: channels / hidden width of the attention gates.
     separator: "dual_path" (paper), "bilstm" (Demucs v2) or "none".
@@ -111,6 +114,7 @@ class AttnSepNet(nn.Module):
   spectral_mask: bool = False
   spectral_time_layers: int = 0
   spectral_bins: int = 0
+  spectral_freq_embedding: float = 0.0
   channel_attention: bool = True
   attention_reduction: int = 8
   separator: str = "dual_path"
@@ -230,7 +234,8 @@ class AttnSepNet(nn.Module):
     cac = spectral.complex_as_channels(x, self.total_stride, bins)  # (batch, frames, bins, 2C)
     skips, folded = spectral.SpectralEncoder(
         tuple(self.spectral_channels), settings, self.channels[-1],
-        time_layers=self.spectral_time_layers, name="spectral_encoder")(cac)
+        time_layers=self.spectral_time_layers, freq_embedding=self.spectral_freq_embedding,
+        name="spectral_encoder")(cac)
     return cac, skips, folded
 
 

@@ -135,6 +135,39 @@ class TimeContext(nn.Module):
     return x
 
 
+def smooth_embedding_init(scale: float):
+  """Hybrid Demucs's ``ScaledEmbedding(smooth=True)`` initialiser for a
+  (positions, features) table: a running sum of unit normals along the
+  positions, divided by sqrt(position), so that each row has unit variance
+  and neighbouring rows are alike; stored divided by ``scale`` (the table is
+  read multiplied by it, which scales its learning rate)."""
+  def init(key, shape, dtype=jnp.float32):
+    steps = jax.random.normal(key, shape, jnp.float32)
+    smooth = jnp.cumsum(steps, axis=0) / jnp.sqrt(jnp.arange(1, shape[0] + 1))[:, None]
+    return (smooth / scale).astype(dtype)
+  return init
+
+
+class FrequencyEmbedding(nn.Module):
+  """Hybrid Demucs's frequency embedding: a learnt vector per bin, added to
+  the first spectral block's output, so that the convolutions, shared over
+  frequency, can act differently at different frequencies.
+
+  Attributes:
+    weight: factor on the embedding (Hybrid Demucs's ``freq_emb``: 0.2).
+    scale: the table is stored divided by this and read multiplied by it,
+      so that Adam moves it ``scale`` times faster (Hybrid Demucs: 10).
+  """
+  weight: float
+  scale: float = 10.0
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    # x: (batch, frames, bins, C) -> same shape
+    table = self.param("embedding", smooth_embedding_init(self.scale), x.shape[2:])
+    return x + (self.weight * self.scale * table).astype(x.dtype)
+
+
 class SpectralEncoder(nn.Module):
   """Encoder blocks along frequency, then the last map's bins folded into
   ``out_features`` channels at the bottleneck.
@@ -144,11 +177,14 @@ class SpectralEncoder(nn.Module):
     settings: the waveform U-Net's block settings (kernel, stride, attention...).
     out_features: channels of the bottleneck the branch is added to.
     time_layers: ``TimeContext`` layers after each block; 0: none.
+    freq_embedding: weight of a ``FrequencyEmbedding`` after the first
+      block; 0: none.
   """
   channels: Sequence[int]
   settings: BlockSettings
   out_features: int
   time_layers: int = 0
+  freq_embedding: float = 0.0
 
   @nn.compact
   def __call__(self, cac: jnp.ndarray) -> tuple[list[jnp.ndarray], jnp.ndarray]:
@@ -159,6 +195,8 @@ class SpectralEncoder(nn.Module):
                                   name=f"block_{index}"), x)
       if self.time_layers:
         x = TimeContext(self.time_layers, dtype=self.settings.dtype, name=f"time_{index}")(x)
+      if index == 0 and self.freq_embedding:
+        x = FrequencyEmbedding(self.freq_embedding, name="freq_embedding")(x)
       skips.append(x)
     batch, frames, bins, channels = x.shape
     # (batch, frames, bins, C) -> (batch, frames, bins * C) -> bottleneck width
