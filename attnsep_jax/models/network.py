@@ -66,7 +66,7 @@ class AttnSepNet(nn.Module):
       the separator gives the branch its only time context.
     spectral_freq_embedding: weight of Hybrid Demucs's frequency embedding,
       a learnt vector per bin added after the first spectral block (Hybrid
-      Demucs: 0.2); 0: none, the branch's convolutions see no frequency.
+      Demucs: 0.2); 0: none, the convolutions are blind to which bin they are at.
     channel_attention: squeeze-excitation on every block's feature map.
     attention_reduction: channels / hidden width of the attention gates.
     separator: "dual_path" (paper), "bilstm" (Demucs v2) or "none".
