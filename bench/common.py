@@ -42,6 +42,12 @@ def peak_rss_mb() -> float:
   return rss / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0)
 
 
+def minor_page_faults() -> int:
+  """Minor page faults of this process so far: fresh pages the kernel had to map."""
+  import resource
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def timed(fn, *args, **kwargs):
   """(result, seconds) of one call."""
   start = time.perf_counter()

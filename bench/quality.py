@@ -5,7 +5,8 @@
 
 Every contender trains on the same corpus, for the same budget of training
 time (validation excluded), with the same seeds, alone on one core (two
-contenders at a time, one per core of ``--cores``); logs its validation SDR
+contenders at a time, one per core of ``--cores``; every one with the same
+reused C heap, ``attnsep_jax.heap``); logs its validation SDR
 against training time; separates the test tracks with the state of its best
 validation SDR; and all are scored by one code path
 (``attnsep_jax.evaluation.score_track``: BSS Eval v4, median over 1 s
@@ -48,6 +49,7 @@ import numpy as np
 from attnsep_jax import SAMPLE_RATE, SOURCES
 from attnsep_jax import config as config_lib
 from attnsep_jax import evaluation
+from attnsep_jax import heap
 from attnsep_jax.pairing import delta_text, paired_delta, per_track_average
 from attnsep_jax.corpus.write import soundfont_names
 from attnsep_jax.data.musdb import DataError, TrackIndex
@@ -273,7 +275,8 @@ def stage_command(run: Run, stage: str, ctx) -> list[str]:
 
 def run_stage(run: Run, stage: str, core: int, ctx) -> None:
   log_path = run.path(f"{stage}.log")
-  env = dict(common.thread_env(1), XLA_FLAGS=OURS_XLA_FLAGS)
+  # Every contender, the PyTorch peers included, reuses its freed heap.
+  env = dict(common.thread_env(1), XLA_FLAGS=OURS_XLA_FLAGS, GLIBC_TUNABLES=heap.GLIBC_TUNABLES)
   with open(log_path, "w") as log:
     proc = subprocess.run(["taskset", "-c", str(core)] + stage_command(run, stage, ctx),
                           stdout=log, stderr=subprocess.STDOUT, env=env, cwd=common.REPO_ROOT)
@@ -610,6 +613,8 @@ def report(runs, ctx) -> None:
       "protocol": {"budget_minutes": args.minutes, "seeds": args.seeds, "cores": args.cores,
                    "valid_minutes_peers": args.valid_minutes, "backend": ctx.backend,
                    "test_seconds": args.test_seconds,
+                   "environment": {"XLA_FLAGS": OURS_XLA_FLAGS,
+                                   "GLIBC_TUNABLES": heap.GLIBC_TUNABLES},
                    "test_tracks": [t["name"] for t in ctx.corpora["test_tracks"]],
                    "statistic": "BSS Eval v4 SDR, median over 1 s windows, median over tracks"},
       "corpora": {"train": corpus_info(ctx.corpora["train_root"]),

@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from attnsep_jax import config as config_lib
+from attnsep_jax import heap
 from attnsep_jax.losses import separation_loss
 from attnsep_jax.models.network import build_model, count_params
 from bench import common
@@ -94,12 +95,16 @@ def main(argv=None):
   parser.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
   parser.add_argument("--no-flops", action="store_true", help="skip FLOP counting and the peak")
   parser.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n matmul peak")
+  parser.add_argument("--heap", choices=("keep", "glibc"), default="keep",
+                      help="keep: reuse freed memory as train.py does (attnsep_jax.heap); "
+                           "glibc: the C library's defaults")
   parser.add_argument("--json", help="write the results here")
   try:
     args, config = config_lib.parse_args(parser, argv)
   except config_lib.ConfigError as e:
     parser.error(str(e))
 
+  kept = args.heap == "keep" and heap.keep_freed_memory()
   common.warn_if_busy()
   model = build_model(config.model)
   batch_size = args.batch_size or config.data.batch_size
@@ -114,16 +119,18 @@ def main(argv=None):
   del params
   compiled, compile_s = common.timed(lambda: step.lower(*step_args).compile())
 
-  times = []
+  times, faults = [], common.minor_page_faults()
   for i in range(args.steps + 1):  # the first step warms up, untimed
     out, seconds_ = common.timed(lambda: jax.block_until_ready(compiled(*step_args)))
     step_args = advance(out, step_args)
     if i:
       times.append(seconds_)
+  faults_per_step = (common.minor_page_faults() - faults) / (args.steps + 1)
   step_s = common.median(times)
   result = {"config": args.config, "overrides": args.config_overrides, "step": args.step,
             "devices": jax.local_device_count(), "batch_size": batch_size,
             "segment_seconds": seconds, "params": num_params, "init_s": init_s, "compile_s": compile_s, "step_s": step_s,
+            "heap_kept": kept, "page_faults_per_step": faults_per_step,
             "step_times": times, "audio_seconds_per_second": batch_size * seconds / step_s,
             "machine": common.machine_info()}
   if not args.no_flops:
@@ -135,7 +142,7 @@ def main(argv=None):
     result["fraction_of_matmul_peak"] = result["gflops"] / peak
   result["peak_rss_mb"] = common.peak_rss_mb()
 
-  columns = ["step", "batch_size", "segment_seconds", "compile_s", "step_s",
+  columns = ["step", "batch_size", "segment_seconds", "compile_s", "step_s", "page_faults_per_step",
              "audio_seconds_per_second", "matmul_gflop_per_step", "xla_gflop_per_step",
              "gflops", "matmul_peak_gflops", "fraction_of_matmul_peak", "peak_rss_mb"]
   common.print_table([result], columns, title=f"training step, {args.config}")

@@ -18,13 +18,13 @@ def get_config():
   small = load_config(sibling(__file__, "cpu_small.py"))
   config = load_ablation(sibling(__file__, "ablations/spectral_branch.py"))(small)
   # The cosine ends at num_steps. On one core of a 2-core AMD EPYC, with the
-  # other core busy, a step with the STFT term below takes about 1.95 s: an
-  # hour there ran 1,830-1,880 steps (1.5-1.6 s and about 2,300 steps
-  # without the term; on a 2-core Intel Xeon, without it, about 1.9 s).
-  # (The branch on the bins below 11 kHz, spectral_bins=1024, trains a
-  # quarter more steps in the hour but separates unseen instruments no
-  # better: docs/architecture.md, "Bandwidth".)
-  config.train.num_steps = 1900
+  # other core busy, a step takes about 1.3 s with the C heap kept
+  # (attnsep_jax.heap; 1.95-2.0 s without): an hour holds about 2,650 steps
+  # (2,550 in 57 min). (The branch on the bins below 11 kHz,
+  # spectral_bins=1024, trains a quarter more steps in the hour but
+  # separates unseen instruments no better: docs/architecture.md,
+  # "Bandwidth".)
+  config.train.num_steps = 2650
   # Twice cpu_small's learning rate: one CPU-hour against 1e-3 (seed 8 side
   # by side, seed 7 against an earlier hour), better on the validation songs
   # at every point (+0.5-0.7 dB at the end) and on unseen instruments, +0.25

@@ -9,6 +9,9 @@ import os
 # Two fake CPU devices so that pmap/multi-device code is tested on any machine;
 # must be set before jax is imported anywhere.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+# The commands tests run in-process would otherwise switch the test process's
+# heap mid-run (attnsep_jax.heap); tests/test_heap.py tests it in a child.
+os.environ.setdefault("ATTNSEP_KEEP_HEAP", "0")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

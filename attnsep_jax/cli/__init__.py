@@ -89,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{PROG}: error: unknown command {verb!r}; choose from {', '.join(VERBS)}",
           file=sys.stderr)
     return 2
+  from attnsep_jax import heap
+  heap.keep_freed_memory()   # before any verb starts JAX's threads
   try:
     command = load(verb)
   except ModuleNotFoundError as e:
