@@ -6,7 +6,7 @@ import jax.numpy as jnp
 
 from attnsep_jax import masking
 
-LOSSES = ("relative_mse", "l1", "mse")
+LOSSES = ("relative_mse", "l1", "mse", "sdr")
 # Readings of the paper's |.| in (|x - x̂| / (|x| + |x̂| + eps))²: the absolute
 # value of each sample, or the norm of each stem's segment.
 REDUCTIONS = ("sample", "segment")
@@ -58,6 +58,40 @@ def loss_eps(target: jnp.ndarray, eps: float, eps_scale: str):
   raise ValueError(f"eps_scale must be one of {EPS_SCALES}, got {eps_scale!r}")
 
 
+def frame_energy(x: jnp.ndarray, frame_samples: int) -> jnp.ndarray:
+  """Energy of each frame: (batch, sources, time, channels) -> (batch, sources,
+  frames), the tail that fills no frame dropped; one frame if the segment is
+  shorter than ``frame_samples``."""
+  batch, sources, time, channels = x.shape
+  frames = max(1, time // frame_samples)
+  frame_samples = min(frame_samples, time)
+  x = x[:, :, :frames * frame_samples]
+  x = x.reshape(batch, sources, frames, frame_samples, channels)
+  return jnp.sum(jnp.square(x), axis=(3, 4))
+
+
+def framed_negative_sdr(target: jnp.ndarray, estimate: jnp.ndarray,
+                        frame_samples: int, floor: float) -> jnp.ndarray:
+  """-SDR in dB of each stem's frame, the quantity BSS Eval takes the median of.
+
+  10 log10((‖s - ŝ‖² + f) / (‖s‖² + f)) per frame, f = ``floor`` times the
+  mixture frame's energy: every frame counts alike whatever its level, as
+  in museval's per-second SDR, and the floor (-30 dB of the mixture at 1e-3)
+  keeps frames where a stem is silent, which museval skips, from pulling
+  harder than the rest.
+
+  Returns:
+    (batch, sources, frames, 1), broadcastable against the stems' mean.
+  """
+  mixture = target.sum(axis=1, keepdims=True)                 # (batch, 1, time, channels)
+  # The 1e-8 keeps the log finite on an all-silent example.
+  floor_energy = floor * frame_energy(mixture, frame_samples) + 1e-8   # (batch, 1, frames)
+  error = frame_energy(target - estimate, frame_samples)      # (batch, sources, frames)
+  signal = frame_energy(target, frame_samples)
+  ratio = jnp.log10(error + floor_energy) - jnp.log10(signal + floor_energy)
+  return 10.0 * ratio[..., None]
+
+
 def multi_resolution_stft_l1(target: jnp.ndarray, estimate: jnp.ndarray,
                              fft_sizes: Sequence[int]) -> jnp.ndarray:
   """BS-RoFormer's spectral term: the L1 distance of the stems' complex
@@ -84,7 +118,8 @@ def per_source_loss(target: jnp.ndarray, estimate: jnp.ndarray,
                     kind: str = "relative_mse", eps: float = 1e-3,
                     reduction: str = "sample", eps_scale: str = "absolute",
                     stft_weight: float = 0.0,
-                    stft_fft_sizes: Sequence[int] = STFT_FFT_SIZES
+                    stft_fft_sizes: Sequence[int] = STFT_FFT_SIZES,
+                    sdr_frame_samples: int = 44100, sdr_floor: float = 1e-3
                     ) -> jnp.ndarray:
   """Mean loss of each source: (batch, sources, time, channels) -> (sources,),
   plus ``stft_weight`` times ``multi_resolution_stft_l1``."""
@@ -99,6 +134,8 @@ def per_source_loss(target: jnp.ndarray, estimate: jnp.ndarray,
     elementwise = jnp.abs(target - estimate)
   elif kind == "mse":
     elementwise = jnp.square(target - estimate)
+  elif kind == "sdr":
+    elementwise = framed_negative_sdr(target, estimate, sdr_frame_samples, sdr_floor)
   else:
     raise ValueError(f"unknown loss kind {kind!r}; choose one of {LOSSES}")
   per_source = elementwise.mean(axis=(0, 2, 3))
@@ -115,13 +152,15 @@ def separation_loss(target: jnp.ndarray, estimate: jnp.ndarray,
                     source_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
                     stft_weight: float = 0.0,
                     stft_fft_sizes: Sequence[int] = STFT_FFT_SIZES,
+                    sdr_frame_samples: int = 44100, sdr_floor: float = 1e-3,
                     step=None):
   """Weighted mean over sources of ``per_source_loss``.
 
   Args:
     target: true stems (batch, sources, time, channels).
     estimate: estimated stems, same shape.
-    kind: "relative_mse" (paper), "l1" (Demucs) or "mse".
+    kind: "relative_mse" (paper), "l1" (Demucs), "mse" or "sdr" (the
+      negative SDR of each frame, in dB: ``framed_negative_sdr``).
     eps: stabiliser of relative_mse (see ``eps_scale``).
     reduction: relative_mse per "sample" (the literal reading) or per
       "segment" (|.| as the norm of each stem's segment).
@@ -132,6 +171,9 @@ def separation_loss(target: jnp.ndarray, estimate: jnp.ndarray,
     stft_weight: weight of BS-RoFormer's multi-resolution STFT L1, added to
       each source's loss (0: off).
     stft_fft_sizes: its window sizes, in samples.
+    sdr_frame_samples: "sdr"'s frame, in samples (museval: 1 s).
+    sdr_floor: "sdr"'s error-energy floor, as a fraction of the mixture
+      frame's energy.
     step: the training step (needed only with ``l1_warmup_steps``).
   Returns:
     (loss scalar, per-source losses (sources,)).
@@ -139,7 +181,7 @@ def separation_loss(target: jnp.ndarray, estimate: jnp.ndarray,
   if target.shape != estimate.shape:
     raise ValueError(f"target {target.shape} and estimate {estimate.shape} differ")
   per_source = per_source_loss(target, estimate, kind, eps, reduction, eps_scale,
-                               stft_weight, stft_fft_sizes)
+                               stft_weight, stft_fft_sizes, sdr_frame_samples, sdr_floor)
   if l1_warmup_steps and step is not None:
     warm = per_source_loss(target, estimate, "l1")
     per_source = jnp.where(step < l1_warmup_steps, warm, per_source)

@@ -64,7 +64,7 @@ def get_config():
   )
 
   config.loss = dict(
-      kind="relative_mse",        # relative_mse | l1 | mse
+      kind="relative_mse",        # relative_mse | l1 | mse | sdr
       eps=1e-3,
       reduction="sample",         # relative_mse's |.|: per sample | segment norm
       eps_scale="absolute",       # eps in waveform units | x mixture RMS
@@ -72,6 +72,8 @@ def get_config():
       source_weights=(1.0, 1.0, 1.0, 1.0),
       stft_weight=0.0,            # + BS-RoFormer's multi-resolution STFT L1 (0: off)
       stft_fft_sizes=(4096, 2048, 1024, 512, 256),   # its windows, samples
+      sdr_frame_samples=44100,    # "sdr": -SDR per frame of this many samples
+      sdr_floor=1e-3,             # "sdr": error floor, x mixture frame energy
   )
 
   # Owned by attnsep_jax.data: exactly ChunkLoader's keyword arguments (the

@@ -91,3 +91,39 @@ def test_stft_term_of_a_white_error_is_sqrt_3_16_of_the_l1_per_window_size():
                                           stft_fft_sizes=(fft_size,))))
     # Frames at the ends are half padding: a few per cent below the ratio.
     assert 0.93 * np.sqrt(3 / 16) < (total - l1) / l1 < 1.01 * np.sqrt(3 / 16), fft_size
+
+
+def test_sdr_loss_is_the_negative_sdr_of_each_frame():
+  target = np.ones((1, 4, 8, 2), np.float32)
+  estimate = target.copy()
+  estimate[0, 0, :4] *= 0.9                              # frame 0 of stem 0: 20 dB
+  estimate[0, 1, 4:] = 0.0                               # frame 1 of stem 1: 0 dB
+  per_source = per_source_loss(target, estimate, "sdr", sdr_frame_samples=4, sdr_floor=0.0)
+  # Frames of 4 samples: each stem's loss is the mean of its two frames' -SDR;
+  # a perfect frame sits at the 1e-8 floor, -10 log10(8 / 1e-8) = -89 dB.
+  perfect = -10 * np.log10(8 / 1e-8)
+  np.testing.assert_allclose(per_source, [(-20 + perfect) / 2, (0 + perfect) / 2, perfect, perfect],
+                             rtol=1e-3)
+
+
+def test_sdr_loss_weighs_every_frame_alike_whatever_its_level():
+  rng = np.random.default_rng(1)
+  target = rng.normal(size=(2, 4, 64, 2)).astype(np.float32)
+  estimate = target + 0.3 * rng.normal(size=target.shape).astype(np.float32)
+  louder = np.concatenate([target[:, :, :32], 100 * target[:, :, 32:]], axis=2)
+  louder_estimate = np.concatenate([estimate[:, :, :32], 100 * estimate[:, :, 32:]], axis=2)
+  for kind, same in (("sdr", True), ("l1", False)):
+    before = per_source_loss(target, estimate, kind, sdr_frame_samples=32)
+    after = per_source_loss(louder, louder_estimate, kind, sdr_frame_samples=32)
+    assert np.allclose(before, after, rtol=1e-4) == same, kind
+
+
+def test_sdr_loss_floor_bounds_a_silent_stem():
+  target = np.zeros((1, 4, 8, 1), np.float32)
+  target[0, 0] = 1.0                                     # mixture energy 8
+  estimate = target.copy()
+  estimate[0, 1] = 1.0                                   # leakage into a silent stem
+  per_source = per_source_loss(target, estimate, "sdr", sdr_frame_samples=8, sdr_floor=1e-3)
+  floor = 1e-3 * 8 + 1e-8
+  # 10 log10((8 + f) / f): about 30 dB, not the 89 dB of a floor-less ratio.
+  np.testing.assert_allclose(per_source[1], 10 * np.log10((8 + floor) / floor), rtol=1e-4)

@@ -121,6 +121,7 @@ LOSS_SETTINGS = [
     dict(kind="relative_mse", reduction="segment", eps=1e-3),
     dict(kind="relative_mse", reduction="segment", eps_scale="mixture_rms", eps=0.05),
     dict(kind="relative_mse", eps_scale="mixture_rms", eps=0.1),
+    dict(kind="sdr", sdr_frame_samples=8),
 ]
 
 
