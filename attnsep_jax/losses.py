@@ -5,6 +5,7 @@ from typing import Sequence
 import jax.numpy as jnp
 
 from attnsep_jax import masking
+from attnsep_jax.metrics import utterance_sdr
 
 LOSSES = ("relative_mse", "l1", "mse", "sdr")
 # Readings of the paper's |.| in (|x - x̂| / (|x| + |x̂| + eps))²: the absolute
@@ -58,38 +59,35 @@ def loss_eps(target: jnp.ndarray, eps: float, eps_scale: str):
   raise ValueError(f"eps_scale must be one of {EPS_SCALES}, got {eps_scale!r}")
 
 
-def frame_energy(x: jnp.ndarray, frame_samples: int) -> jnp.ndarray:
-  """Energy of each frame: (batch, sources, time, channels) -> (batch, sources,
-  frames), the tail that fills no frame dropped; one frame if the segment is
+def frames(x: jnp.ndarray, frame_samples: int) -> jnp.ndarray:
+  """(batch, sources, time, channels) -> (batch, sources, frames, frame_samples,
+  channels), the tail that fills no frame dropped; one frame if the segment is
   shorter than ``frame_samples``."""
   batch, sources, time, channels = x.shape
-  frames = max(1, time // frame_samples)
+  count = max(1, time // frame_samples)
   frame_samples = min(frame_samples, time)
-  x = x[:, :, :frames * frame_samples]
-  x = x.reshape(batch, sources, frames, frame_samples, channels)
-  return jnp.sum(jnp.square(x), axis=(3, 4))
+  return x[:, :, :count * frame_samples].reshape(batch, sources, count, frame_samples, channels)
 
 
 def framed_negative_sdr(target: jnp.ndarray, estimate: jnp.ndarray,
                         frame_samples: int, floor: float) -> jnp.ndarray:
   """-SDR in dB of each stem's frame, the quantity BSS Eval takes the median of.
 
-  10 log10((‖s - ŝ‖² + f) / (‖s‖² + f)) per frame, f = ``floor`` times the
-  mixture frame's energy: every frame counts alike whatever its level, as
-  in museval's per-second SDR, and the floor (-30 dB of the mixture at 1e-3)
-  keeps frames where a stem is silent, which museval skips, from pulling
-  harder than the rest.
+  10 log10((‖s - ŝ‖² + f) / (‖s‖² + f)) per frame (``metrics.utterance_sdr``
+  of each frame, negated), f = ``floor`` times the mixture frame's energy:
+  every frame counts alike whatever its level, as in museval's per-second
+  SDR, and the floor (-30 dB of the mixture at 1e-3) keeps frames where a
+  stem is silent, which museval skips, from pulling harder than the rest.
 
   Returns:
     (batch, sources, frames, 1), broadcastable against the stems' mean.
   """
-  mixture = target.sum(axis=1, keepdims=True)                 # (batch, 1, time, channels)
+  target_frames = frames(target, frame_samples)    # (batch, sources, frames, frame_samples, channels)
+  mixture_frames = target_frames.sum(axis=1, keepdims=True)   # (batch, 1, frames, ...)
   # The 1e-8 keeps the log finite on an all-silent example.
-  floor_energy = floor * frame_energy(mixture, frame_samples) + 1e-8   # (batch, 1, frames)
-  error = frame_energy(target - estimate, frame_samples)      # (batch, sources, frames)
-  signal = frame_energy(target, frame_samples)
-  ratio = jnp.log10(error + floor_energy) - jnp.log10(signal + floor_energy)
-  return 10.0 * ratio[..., None]
+  floor_energy = floor * jnp.sum(jnp.square(mixture_frames), axis=(-2, -1)) + 1e-8
+  sdr = utterance_sdr(target_frames, frames(estimate, frame_samples), delta=floor_energy)
+  return -sdr[..., None]                           # (batch, sources, frames, 1)
 
 
 def multi_resolution_stft_l1(target: jnp.ndarray, estimate: jnp.ndarray,

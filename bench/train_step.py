@@ -119,13 +119,15 @@ def main(argv=None):
   del params
   compiled, compile_s = common.timed(lambda: step.lower(*step_args).compile())
 
-  times, faults = [], common.minor_page_faults()
-  for i in range(args.steps + 1):  # the first step warms up, untimed
+  times = []
+  for i in range(args.steps + 1):  # the first step warms up, untimed and uncounted
     out, seconds_ = common.timed(lambda: jax.block_until_ready(compiled(*step_args)))
     step_args = advance(out, step_args)
     if i:
       times.append(seconds_)
-  faults_per_step = (common.minor_page_faults() - faults) / (args.steps + 1)
+    else:
+      faults = common.minor_page_faults()
+  faults_per_step = (common.minor_page_faults() - faults) / args.steps
   step_s = common.median(times)
   result = {"config": args.config, "overrides": args.config_overrides, "step": args.step,
             "devices": jax.local_device_count(), "batch_size": batch_size,
