@@ -9,7 +9,8 @@ parameters only, the EMA ones when the run kept an average).  It is written
 to a temporary folder and renamed into place, so it is either complete or
 absent.  ``load_model`` accepts an export or a training workdir (its best
 checkpoint, or a chosen step) and checks that the parameters fit the model
-the config describes.
+the config describes.  A workdir or export of a bag (``train.bag_size`` > 1)
+loads as a ``models.bag.Bag`` of its members, each at its best checkpoint.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import numpy as np
 
 from attnsep_jax import config as config_lib
 from attnsep_jax import files
+from attnsep_jax.models.bag import Bag, bag_params, build_bag, member_key
 from attnsep_jax.models.network import AttnSepNet, abstract_params, build_model, count_params
+from attnsep_jax.train.bag import bag_size, member_dir
 
 EXPORT_FILE = "export.json"
 EXPORT_FORMAT = "attnsep-jax-export"
@@ -60,7 +63,7 @@ def is_export(path: str) -> bool:
 
 
 def load_model(path: str, step: int | None = None
-               ) -> tuple[config_lib.ConfigDict, AttnSepNet, dict]:
+               ) -> tuple[config_lib.ConfigDict, AttnSepNet | Bag, dict]:
   """Loads (config, model, params) from an export or a training workdir.
 
   Args:
@@ -114,7 +117,37 @@ def _read_export(path: str) -> tuple[config_lib.ConfigDict, dict, int | None]:
   return config, params, meta.get("step")
 
 
-def _read_workdir(path: str, step: int | None) -> tuple[config_lib.ConfigDict, dict, int]:
+def _read_workdir(path: str, step: int | None) -> tuple[config_lib.ConfigDict, dict, int | None]:
+  config = _bag_config(path)
+  if config is None:
+    return _read_run(path, step)
+  if step is not None:
+    raise ModelLoadError(f"{path} holds a bag of {bag_size(config)} models, each at its "
+                         "best checkpoint; a step can be chosen only from one member's "
+                         f"workdir ({member_dir(path, 0)})")
+  members = []
+  for index in range(bag_size(config)):
+    try:
+      members.append(_read_run(member_dir(path, index), None)[1])
+    except ModelLoadError as e:
+      raise ModelLoadError(f"{path} holds a bag of {bag_size(config)} models; member "
+                           f"{index}: {e}") from None
+  return config, bag_params(members), None
+
+
+def _bag_config(path: str) -> config_lib.ConfigDict | None:
+  """The config of the bag a training workdir holds, or None for one model."""
+  try:
+    with open(os.path.join(path, "config.json")) as f:
+      config = config_lib.from_json(f.read())
+  except FileNotFoundError:
+    return None
+  except (OSError, ValueError) as e:
+    raise ModelLoadError(f"workdir {path}: cannot read config.json: {e}") from None
+  return config if bag_size(config) > 1 else None
+
+
+def _read_run(path: str, step: int | None) -> tuple[config_lib.ConfigDict, dict, int]:
   from attnsep_jax.train.checkpoint import CheckpointError, restore_inference_params
   # Orbax warns (through absl) that a read-only manager does not save.
   absl_logger = logging.getLogger("absl")
@@ -128,13 +161,22 @@ def _read_workdir(path: str, step: int | None) -> tuple[config_lib.ConfigDict, d
     absl_logger.setLevel(level)
 
 
-def _model_for(config, params, path: str) -> AttnSepNet:
+def _model_for(config, params, path: str) -> AttnSepNet | Bag:
   """The model ``config`` describes, once ``params`` are checked to fit it."""
+  size = bag_size(config)
   try:
-    model = build_model(config.model)
+    model = build_model(config.model) if size == 1 else build_bag(config.model, size)
   except (TypeError, ValueError) as e:
     raise ModelLoadError(f"{path}: its config does not describe a model: {e}") from None
-  check_params_fit(model, params, path)
+  if size == 1:
+    check_params_fit(model, params, path)
+    return model
+  keys = [member_key(i) for i in range(size)]
+  if sorted(params) != sorted(keys):
+    raise ModelLoadError(f"{path}: a bag of {size} models needs the parameters "
+                         f"{', '.join(keys)}, found {', '.join(sorted(params))}")
+  for key, member in zip(keys, model.members):
+    check_params_fit(member, params[key], f"{path} ({key})")
   return model
 
 

@@ -19,7 +19,9 @@ Contenders, as NAME=SPEC or SPEC (named then after the config file or peer):
   umx[:key=v...]                 Open-Unmix by its recipe (bench/_quality_umx.py)
   demucs[:key=v...]              Demucs-v2-style by its recipe (bench/_quality_demucs.py)
 Default: ours=configs/cpu_small.py umx demucs.  Our learning-rate schedule
-follows train.num_steps: set it to about the steps the budget allows.
+follows train.num_steps: set it to about the steps the budget allows.  A bag
+(train.bag_size=K) spends the budget on its K members one after another,
+train.num_steps each, and separates with their average.
 
 Everything goes to WORKDIR/<name>/seed_<k>/ (logs, checkpoints, curves,
 estimates, scores); WORKDIR/quality.{md,json,png} hold the table, all the
@@ -322,18 +324,30 @@ def last_checkpoint_meta(workdir: str) -> dict:
 
 
 def ours_train_result(run: Run) -> dict:
-  """train_result.json of our run, from its train.py workdir."""
+  """train_result.json of our run, from its train.py workdir.
+
+  A bag's members trained one after another: its steps and training time
+  are theirs added up, and its curve is theirs joined end to end in time
+  (each point with its member's index and step).
+  """
   from attnsep_jax.models.network import abstract_params, build_model, count_params
+  from attnsep_jax.train.bag import bag_size, member_dir
   from attnsep_jax.train.logs import read_metrics
   workdir = run.path("train")
   with open(os.path.join(workdir, "config.json")) as f:
     config = config_lib.from_json(f.read())
-  meta = last_checkpoint_meta(workdir)
-  curve = ours_curve(read_metrics(workdir), meta)
-  steps, seconds = int(meta["step"]), float(meta["train_seconds"])
+  size = bag_size(config)
+  members = [workdir] if size == 1 else [member_dir(workdir, i) for i in range(size)]
+  curve, steps, seconds = [], 0, 0.0
+  for index, member in enumerate(members):
+    meta = last_checkpoint_meta(member)
+    for point in ours_curve(read_metrics(member), meta):
+      curve.append(dict(point, minutes=point["minutes"] + seconds / 60.0,
+                        **({"member": index} if size > 1 else {})))
+    steps, seconds = steps + int(meta["step"]), seconds + float(meta["train_seconds"])
   budget = config.train.time_budget_seconds
   return {"steps": steps, "train_seconds": seconds,
-          "params": count_params(abstract_params(build_model(config.model))),
+          "params": size * count_params(abstract_params(build_model(config.model))),
           "batch_size": config.data.batch_size, "segment_seconds": config.data.segment_seconds,
           "seconds_per_step": seconds / max(steps, 1),
           "stopped": "budget" if seconds >= budget else "train.num_steps",
@@ -577,9 +591,12 @@ def plot_curves(summaries: dict, path: str, ctx) -> None:
   for i, (name, summary) in enumerate(summaries.items()):
     for j, seed in enumerate(summary["seeds"]):
       curve = seed["train"]["curve"]
-      ax.plot([p["minutes"] for p in curve], [p["sdr"] for p in curve], color=f"C{i}",
-              marker="o", markersize=3, linestyle="-" if j == 0 else "--",
-              label=f"{name} ({summary['label']})" if j == 0 else None)
+      # A bag's members are separate models: one line each, none joining them.
+      for k, member in enumerate(sorted({p.get("member", 0) for p in curve})):
+        points = [p for p in curve if p.get("member", 0) == member]
+        ax.plot([p["minutes"] for p in points], [p["sdr"] for p in points], color=f"C{i}",
+                marker="o", markersize=3, linestyle="-" if j == 0 else "--",
+                label=f"{name} ({summary['label']})" if j == k == 0 else None)
   ax.set_xlim(left=0)
   ax.set_xlabel("training minutes (one core, validation excluded)")
   ax.set_ylabel("validation SDR (dB)")

@@ -128,6 +128,10 @@ def get_config():
       # rate schedule still follows num_steps, so set that to about what the
       # budget allows.
       time_budget_seconds=None,
+      # Train this many models one after another (seeds seed, seed+1, ...;
+      # each with an equal share of time_budget_seconds) and separate with
+      # the average of their stems (Demucs's bag of models); 1: one model.
+      bag_size=1,
   )
 
   config.inference = dict(

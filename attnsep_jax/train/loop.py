@@ -25,6 +25,7 @@ from attnsep_jax import config as config_lib
 from attnsep_jax import files
 from attnsep_jax.models.network import build_model, count_params
 from attnsep_jax.train import distributed
+from attnsep_jax.train.bag import bag_size, train_bag
 from attnsep_jax.train.checkpoint import CheckpointError, Checkpointer, config_differences
 from attnsep_jax.train.clock import Clock, itstime
 from attnsep_jax.train.logs import MetricWriter, plot_curves
@@ -34,7 +35,7 @@ from attnsep_jax.train.step import source_names
 from attnsep_jax.train.validation import validate
 
 __all__ = ["train_and_evaluate", "TrainingDivergedError", "WorkdirConfigError",
-           "check_workdir_config"]
+           "check_workdir_config", "write_config"]
 
 CONFIG_FILE = "config.json"
 
@@ -95,10 +96,15 @@ def check_workdir_config(workdir: str, config) -> None:
   config_path = os.path.join(workdir, CONFIG_FILE)
   if os.path.exists(config_path):
     with open(config_path) as f:
-      _refuse_foreign(config_lib.from_json(f.read()), config, f"workdir {workdir}")
+      stored = config_lib.from_json(f.read())
+    _refuse_foreign(stored, config, f"workdir {workdir}")
+    if bag_size(stored) != bag_size(config):
+      raise WorkdirConfigError(
+          f"workdir {workdir} holds a bag of {bag_size(stored)} model(s), not "
+          f"{bag_size(config)} (train.bag_size); use a new --workdir")
 
 
-def _write_config(workdir: str, config):
+def write_config(workdir: str, config):
   if jax.process_index() == 0:
     files.write_text(os.path.join(workdir, CONFIG_FILE), config_lib.to_json(config),
                      "the run's config")
@@ -180,6 +186,8 @@ def train_and_evaluate(config, workdir: str, *, loader=None,
     TrainingDivergedError: a NaN/Inf loss or gradient (nothing is saved).
     WriteError: a checkpoint could not be written (a full disk); earlier ones are intact.
   """
+  if bag_size(config) > 1:
+    return train_bag(config, workdir, loader=loader, validation_tracks=validation_tracks)
   cfg, workdir = config.train, os.path.abspath(workdir)
   num_steps, is_main = int(cfg.num_steps), jax.process_index() == 0
   distributed.check_batch_size(config.data.batch_size)
@@ -259,7 +267,7 @@ def _start_loader(config, workdir: str, loader, meta: dict | None, state, ckpt: 
           f"{jax.device_count()} devices on {jax.process_count()} processes", flush=True)
   # Written once the loader has accepted the config, so that a run that
   # failed on, say, a wrong data path does not claim the workdir.
-  _write_config(workdir, config)
+  write_config(workdir, config)
   return loader
 
 
