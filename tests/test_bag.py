@@ -28,8 +28,8 @@ def _loader():
 def bag_run(tmp_path_factory, train_config):
   config = apply_overrides(train_config, [
       "train.num_steps=2", "train.log_every_steps=2", "train.eval_every_steps=2",
-      "train.checkpoint_every_steps=2", "train.bag_size=2"])
-  workdir = str(tmp_path_factory.mktemp("bag"))
+      "train.checkpoint_every_steps=2", "train.bag_size=2", "train.time_budget_seconds=3600"])
+  workdir = str(tmp_path_factory.mktemp("bag") / "train")   # bench.quality's run layout
   summary = train_and_evaluate(config, workdir, loader=_loader(), validation_tracks=TRACKS)
   return config, workdir, summary
 
@@ -50,6 +50,17 @@ def test_members_train_one_after_another_with_their_own_seeds(bag_run):
   first, second = (jax.tree_util.tree_leaves(load_model(member_dir(workdir, i))[2])
                    for i in range(2))
   assert not all(np.allclose(a, b) for a, b in zip(first, second))
+
+
+def test_bench_quality_reports_a_bag_as_its_members_together(bag_run):
+  from bench import quality
+  _, workdir, _ = bag_run
+  result = quality.ours_train_result(quality.Run(None, 0, os.path.dirname(workdir)))
+  single = count_params(load_model(member_dir(workdir, 0))[2])
+  assert result["steps"] == 4 and result["params"] == 2 * single
+  assert [p["member"] for p in result["curve"]] == [0, 1]
+  minutes = [p["minutes"] for p in result["curve"]]
+  assert minutes[1] > minutes[0] and result["selected"] in result["curve"]
 
 
 def test_member_config_shares_out_the_time_budget(train_config):
