@@ -19,7 +19,8 @@ Contenders, as NAME=SPEC or SPEC (named then after the config file or peer):
   umx[:key=v...]                 Open-Unmix by its recipe (bench/_quality_umx.py)
   demucs[:key=v...]              Demucs-v2-style by its recipe (bench/_quality_demucs.py)
 Default: ours=configs/cpu_small.py umx demucs.  Our learning-rate schedule
-follows train.num_steps: set it to about the steps the budget allows.  A bag
+follows train.num_steps unless optim.decay_clock=time ends it with the budget;
+by steps, set train.num_steps to about what the budget allows.  A bag
 (train.bag_size=K) spends the budget on its K members one after another,
 train.num_steps each, and separates with their average.
 

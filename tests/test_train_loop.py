@@ -12,6 +12,7 @@ import pytest
 
 from attnsep_jax.config import apply_overrides
 from attnsep_jax.train.checkpoint import Checkpointer
+from attnsep_jax.train.clock import Clock
 from attnsep_jax.train.logs import read_metrics
 from attnsep_jax.train.loop import (TrainingDivergedError, WorkdirConfigError,
                                     train_and_evaluate)
@@ -239,6 +240,24 @@ def test_time_budget_stops_saves_and_is_remembered(tmp_path, loop_config):
   more = apply_overrides(config, ["train.time_budget_seconds=600.0"])
   summary = train_and_evaluate(more, workdir, loader=slow(), validation_tracks=TRACKS)
   assert summary["start_step"] == 3 and summary["step"] == 5
+
+
+def test_time_clock_decays_the_rate_as_the_budget_is_spent(tmp_path, loop_config, monkeypatch):
+  config = apply_overrides(loop_config, [
+      "optim.decay='cosine'", "optim.decay_clock='time'", "optim.final_learning_rate_ratio=0.1",
+      "train.num_steps=100", "train.time_budget_seconds=60.0", "train.eval_every_steps=6",
+      "train.checkpoint_every_steps=6"])
+  # The share of the budget the first process reports: at the start, then
+  # on each logging step (every 3).
+  fractions = iter([0.0, 0.5, 1.0])
+  monkeypatch.setattr(Clock, "budget_fraction", lambda self: next(fractions))
+  summary = train_and_evaluate(config, str(tmp_path), loader=_loader(), validation_tracks=TRACKS)
+  assert summary["step"] == 6
+  rates = {e["step"]: e["learning_rate"] for e in read_metrics(str(tmp_path))
+           if e["split"] == "train"}
+  # decay_steps is 1,000: by the count alone the cosine has hardly begun.
+  assert rates[3] == pytest.approx(3e-3, rel=1e-4)
+  assert rates[6] == pytest.approx(3e-3 * 0.55, rel=1e-4)
 
 
 def test_validation_bss_sdr_is_the_window_median_and_nan_when_undefined(loop_config,

@@ -160,6 +160,43 @@ def test_schedule_warmup_and_cosine():
   assert float(constant(0)) == float(constant(500)) == pytest.approx(1e-3)
 
 
+def test_schedule_follows_the_time_budget_when_it_is_ahead():
+  schedule = learning_rate_schedule(1e-3, warmup_steps=10, decay="cosine",
+                                    final_learning_rate_ratio=0.1, decay_steps=110)
+  assert float(schedule(20, time_fraction=0.5)) == pytest.approx(float(schedule(60)), rel=1e-6)
+  assert float(schedule(60, time_fraction=0.1)) == pytest.approx(float(schedule(60)), rel=1e-6)
+  assert float(schedule(20, time_fraction=3.0)) == pytest.approx(1e-4)
+  assert float(schedule(0, time_fraction=0.5)) == pytest.approx(1e-4 * 0.55)   # warmup too
+
+
+def _one_step(state, batch, time_fraction):
+  """One step on one device, given the share of the time budget spent."""
+  sharded = distributed.shard_batch(batch, 1)
+  sharded["time_fraction"] = np.full((1,), time_fraction, np.float32)
+  new, metrics = distributed.pmap_train_step()(distributed.replicate(state, 1), sharded, KEY)
+  return distributed.unreplicate(new.params), float(metrics["learning_rate"][0])
+
+
+def test_time_clock_scales_the_update_by_the_spent_budget(train_config, train_state):
+  config = apply_overrides(train_config, [
+      "optim.decay='cosine'", "optim.decay_clock='time'",
+      "optim.final_learning_rate_ratio=0.1", "train.time_budget_seconds=60.0"])
+  state = create_train_state(config)
+  batch = make_example_batch(2, TRAIN_SEGMENT, seed=5)
+  start, rate_start = _one_step(state, batch, 0.0)
+  half, rate_half = _one_step(state, batch, 0.5)
+  assert rate_start == pytest.approx(3e-3) and rate_half == pytest.approx(3e-3 * 0.55)
+  # Nothing spent: the update of the count's schedule (here the peak, as in
+  # train_state's constant schedule). Adam's first update is linear in the rate.
+  by_steps, _ = _run(train_state, [batch], 1)
+  assert _max_diff(start, by_steps.params) < 1e-7
+  for p0, p_start, p_half in zip(*map(jax.tree.leaves, (state.params, start, half))):
+    np.testing.assert_allclose(np.asarray(p_half) - p0, 0.55 * (np.asarray(p_start) - p0),
+                               rtol=1e-3, atol=2e-7)   # float32 parameters near 1
+  with pytest.raises(ValueError, match="decay_clock must be"):
+    make_optimizer(**{**resolve_optim_config(config), "decay_clock": "wall"})
+
+
 def test_optimizer_options(tiny_config):
   optim = resolve_optim_config(tiny_config)
   assert optim["decay_steps"] == tiny_config.train.num_steps

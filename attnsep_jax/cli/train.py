@@ -78,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     distributed.initialize(args.distributed, args.coordinator_address,
                            args.num_processes, args.process_id)
     summary = train_and_evaluate(config, args.workdir)
-  except (CheckpointError, TrainingDivergedError, DataError, WriteError) as e:
+  except (config_lib.ConfigError, CheckpointError, TrainingDivergedError, DataError,
+          WriteError) as e:
     return cli.fail("train", e)
   if jax.process_index() == 0:
     print_outcome(summary)

@@ -47,11 +47,15 @@ class Clock:
     finally:
       self._excluded += time.time() - start
 
-  def budget_spent(self) -> bool:
-    """Whether the budget is spent; every process gets the first one's answer,
-    so that all of them stop at the same step."""
+  def budget_fraction(self) -> float:
+    """The share of the budget spent (0 without one), as the first process
+    measures it: every process gets the same figure, so that all of them stop
+    at the same step and follow the same learning-rate schedule."""
     if not self.budget_seconds:
-      return False
+      return 0.0
     from attnsep_jax.train import distributed
-    late = np.asarray(self.train_seconds() >= self.budget_seconds, np.int32)
-    return bool(distributed.broadcast_from_first(late))
+    fraction = np.asarray(self.train_seconds() / self.budget_seconds, np.float32)
+    return float(distributed.broadcast_from_first(fraction))
+
+  def budget_spent(self) -> bool:
+    return self.budget_fraction() >= 1.0

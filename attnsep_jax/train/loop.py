@@ -217,14 +217,22 @@ def train_and_evaluate(config, workdir: str, *, loader=None,
   host_state = lambda: state.with_checkpoint_tree(
       distributed.unreplicate(replicated.checkpoint_tree()))
   batches, step = iter(loader), start_step
+  time_fraction = clock.budget_fraction()
+  if state.decays_with_time and not clock.budget_seconds and is_main:
+    print("optim.decay_clock='time' without train.time_budget_seconds: the "
+          "learning-rate cosine follows train.num_steps", flush=True)
   try:
     with _StopRequest() as stopper:
       for step in range(start_step + 1, num_steps + 1):
         batch = distributed.shard_batch(next(batches), num_local)
+        if state.decays_with_time:
+          batch["time_fraction"] = np.full((num_local,), time_fraction, np.float32)
         replicated, step_metrics = p_train_step(replicated, batch, _step_rng(base_rng, step - 1))
         metrics.record(step, step_metrics)
-        # Checked on logging steps only: with several processes it is a collective.
-        out_of_time = itstime(step, cfg.log_every_steps) and clock.budget_spent()
+        # Measured on logging steps only: with several processes it is a collective.
+        if itstime(step, cfg.log_every_steps):
+          time_fraction = clock.budget_fraction()
+        out_of_time = time_fraction >= 1.0
         end = step == num_steps or out_of_time
         if itstime(step, cfg.log_every_steps, last=end):
           summary["train"] = _log_window(writer, metrics, step) or summary["train"]

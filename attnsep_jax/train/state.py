@@ -16,16 +16,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from attnsep_jax.config import ConfigError
 from attnsep_jax.models.network import AttnSepNet, build_model, init_params
 
 OPTIMIZERS = ("adam", "adamw")
 DECAYS = ("cosine", "constant")
+DECAY_CLOCKS = ("steps", "time")
 
 
 def learning_rate_schedule(learning_rate: float, warmup_steps: int, decay: str,
                            final_learning_rate_ratio: float,
-                           decay_steps: int) -> Callable[[jax.Array], jax.Array]:
-  """Linear warmup then cosine (or no) decay, as a function of the update count.
+                           decay_steps: int) -> Callable[..., jax.Array]:
+  """Linear warmup then cosine (or no) decay.
 
   Args:
     learning_rate: peak learning rate, reached after ``warmup_steps`` updates.
@@ -36,19 +38,23 @@ def learning_rate_schedule(learning_rate: float, warmup_steps: int, decay: str,
     final_learning_rate_ratio: end of the cosine, relative to the peak.
     decay_steps: update count at which the cosine ends (warmup included).
   Returns:
-    schedule(count) -> learning rate (float32 scalar).
+    schedule(count, time_fraction=None) -> learning rate (float32 scalar).
+    ``time_fraction`` (the share of a time budget spent, for
+    ``decay_clock="time"``) moves the cosine on when it is ahead of the count.
   """
   if decay not in DECAYS:
-    raise ValueError(f"decay must be one of {DECAYS}, got {decay!r}")
+    raise ConfigError(f"decay must be one of {DECAYS}, got {decay!r}")
   warmup = max(int(warmup_steps), 0)
   cosine_steps = max(int(decay_steps) - warmup, 1)
 
-  def schedule(count):
+  def schedule(count, time_fraction=None):
     count = jnp.asarray(count, jnp.float32)
     warm = jnp.minimum(1.0, (count + 1.0) / max(warmup, 1)) if warmup else 1.0
     if decay == "constant":
       return learning_rate * warm
     progress = jnp.clip((count - warmup) / cosine_steps, 0.0, 1.0)
+    if time_fraction is not None:
+      progress = jnp.maximum(progress, jnp.clip(time_fraction, 0.0, 1.0))
     cosine = 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
     ratio = final_learning_rate_ratio + (1.0 - final_learning_rate_ratio) * cosine
     return learning_rate * warm * ratio
@@ -61,7 +67,8 @@ def make_optimizer(optimizer: str = "adam", learning_rate: float = 3e-4,
                    final_learning_rate_ratio: float = 0.01,
                    weight_decay: float = 0.0, grad_clip_norm: float = 5.0,
                    accumulate_steps: int = 1, b1: float = 0.9, b2: float = 0.999,
-                   decay_steps: int | None = None) -> optax.GradientTransformation:
+                   decay_steps: int | None = None,
+                   decay_clock: str = "steps") -> optax.GradientTransformation:
   """The optimiser of ``config.optim``: clip -> Adam(W) with a schedule, accumulated.
 
   Args:
@@ -78,18 +85,27 @@ def make_optimizer(optimizer: str = "adam", learning_rate: float = 3e-4,
     b2: Adam's second-moment decay.
     decay_steps: end of the cosine in updates; None means it must be resolved
       by the caller (``resolve_optim_config`` sets it from train.num_steps).
+    decay_clock: "steps" (the cosine follows the update count) or "time" (it
+      also follows the share of ``train.time_budget_seconds`` spent, whichever
+      is further on; without a budget, the count alone). With "time" the
+      schedule here stops after the warmup and ``train_step`` scales the
+      updates by ``TrainState.decay_scale``: an optax schedule sees only the
+      update count.
   Returns:
     an optax GradientTransformation.
   """
   if optimizer not in OPTIMIZERS:
-    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
   if optimizer == "adam" and weight_decay:
-    raise ValueError("weight_decay needs optimizer='adamw' (Adam has no decoupled decay)")
+    raise ConfigError("weight_decay needs optimizer='adamw' (Adam has no decoupled decay)")
   if accumulate_steps < 1:
-    raise ValueError(f"accumulate_steps must be >= 1, got {accumulate_steps}")
+    raise ConfigError(f"accumulate_steps must be >= 1, got {accumulate_steps}")
   if decay_steps is None:
-    raise ValueError("decay_steps is None: resolve it with resolve_optim_config(config)")
-  schedule = learning_rate_schedule(learning_rate, warmup_steps, decay,
+    raise ConfigError("decay_steps is None: resolve it with resolve_optim_config(config)")
+  if decay_clock not in DECAY_CLOCKS:
+    raise ConfigError(f"decay_clock must be one of {DECAY_CLOCKS}, got {decay_clock!r}")
+  schedule = learning_rate_schedule(learning_rate, warmup_steps,
+                                    decay if decay_clock == "steps" else "constant",
                                     final_learning_rate_ratio, decay_steps)
   if optimizer == "adamw":
     opt = optax.adamw(schedule, b1=b1, b2=b2, weight_decay=weight_decay)
@@ -161,13 +177,34 @@ class TrainState:
   def accumulate_steps(self) -> int:
     return int(dict(self.optim).get("accumulate_steps", 1))
 
-  def learning_rate(self, step) -> jax.Array:
-    """Learning rate of the update that batch ``step`` contributes to."""
+  @property
+  def decays_with_time(self) -> bool:
+    """Whether the cosine also follows the time budget (``optim.decay_clock``)."""
+    return dict(self.optim).get("decay_clock", "steps") == "time"
+
+  def learning_rate(self, step, time_fraction=None) -> jax.Array:
+    """Learning rate of the update that batch ``step`` contributes to.
+
+    ``time_fraction``: the share of the time budget spent; used only when
+    the cosine decays with time.
+    """
     optim = dict(self.optim)
     schedule = learning_rate_schedule(
         optim["learning_rate"], optim["warmup_steps"], optim["decay"],
         optim["final_learning_rate_ratio"], optim["decay_steps"])
-    return schedule(step // self.accumulate_steps)
+    return schedule(step // self.accumulate_steps,
+                    time_fraction if self.decays_with_time else None)
+
+  def decay_scale(self, step, time_fraction) -> jax.Array:
+    """With ``decay_clock="time"``: the factor from the optimiser's warmup-only
+    rate to the scheduled one, by which ``train_step`` scales the updates
+    (Adam's update is linear in the rate, AdamW's decay term included)."""
+    optim = dict(self.optim)
+    warmup_only = learning_rate_schedule(
+        optim["learning_rate"], optim["warmup_steps"], "constant",
+        optim["final_learning_rate_ratio"], optim["decay_steps"])
+    count = step // self.accumulate_steps
+    return self.learning_rate(step, time_fraction) / warmup_only(count)
 
   def checkpoint_tree(self) -> dict:
     """The arrays a checkpoint stores (the static fields come from the config)."""

@@ -42,7 +42,10 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array):
 
   Args:
     state: the replicated TrainState (donated by the caller).
-    batch: {"mixture": (b, T, C), "sources": (b, S, T, C)}, this device's rows.
+    batch: {"mixture": (b, T, C), "sources": (b, S, T, C)}, this device's
+      rows, and with ``optim.decay_clock="time"`` "time_fraction": () float32,
+      the share of the time budget spent, which the loop supplies (the same
+      on every device) so that the step stays a pure function of its inputs.
     rng: this step's key data (uint32), the same on every device; the device
       index is folded in here for dropout.
   Returns:
@@ -64,6 +67,12 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array):
   grads, loss, per_source = lax.pmean((grads, loss, per_source), AXIS)
   grad_norm = optax.tree.norm(grads)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  time_fraction = None
+  if state.decays_with_time:
+    # Without the loop's figure (a benchmark, a test) the cosine follows the count.
+    time_fraction = batch.get("time_fraction", 0.0)
+    scale = state.decay_scale(state.step, time_fraction)
+    updates = jax.tree.map(lambda u: u * scale, updates)
   params = optax.apply_updates(state.params, updates)
 
   ema_params = state.ema_params
@@ -83,7 +92,7 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array):
 
   metrics = {"loss": loss, "grad_norm": grad_norm,
              "param_norm": optax.tree.norm(new_state.params),
-             "learning_rate": state.learning_rate(state.step),
+             "learning_rate": state.learning_rate(state.step, time_fraction),
              "finite": finite.astype(jnp.float32)}
   for name, value in zip(source_names(per_source.shape[0]), per_source):
     metrics[f"loss_{name}"] = value
