@@ -56,6 +56,3 @@ class Clock:
     from attnsep_jax.train import distributed
     fraction = np.asarray(self.train_seconds() / self.budget_seconds, np.float32)
     return float(distributed.broadcast_from_first(fraction))
-
-  def budget_spent(self) -> bool:
-    return self.budget_fraction() >= 1.0
