@@ -182,29 +182,26 @@ class TrainState:
     """Whether the cosine also follows the time budget (``optim.decay_clock``)."""
     return dict(self.optim).get("decay_clock", "steps") == "time"
 
+  def _schedule(self, decay: str):
+    optim = dict(self.optim)
+    return learning_rate_schedule(optim["learning_rate"], optim["warmup_steps"], decay,
+                                  optim["final_learning_rate_ratio"], optim["decay_steps"])
+
   def learning_rate(self, step, time_fraction=None) -> jax.Array:
     """Learning rate of the update that batch ``step`` contributes to.
 
     ``time_fraction``: the share of the time budget spent; used only when
     the cosine decays with time.
     """
-    optim = dict(self.optim)
-    schedule = learning_rate_schedule(
-        optim["learning_rate"], optim["warmup_steps"], optim["decay"],
-        optim["final_learning_rate_ratio"], optim["decay_steps"])
-    return schedule(step // self.accumulate_steps,
-                    time_fraction if self.decays_with_time else None)
+    return self._schedule(dict(self.optim)["decay"])(
+        step // self.accumulate_steps, time_fraction if self.decays_with_time else None)
 
   def decay_scale(self, step, time_fraction) -> jax.Array:
     """With ``decay_clock="time"``: the factor from the optimiser's warmup-only
     rate to the scheduled one, by which ``train_step`` scales the updates
     (Adam's update is linear in the rate, AdamW's decay term included)."""
-    optim = dict(self.optim)
-    warmup_only = learning_rate_schedule(
-        optim["learning_rate"], optim["warmup_steps"], "constant",
-        optim["final_learning_rate_ratio"], optim["decay_steps"])
-    count = step // self.accumulate_steps
-    return self.learning_rate(step, time_fraction) / warmup_only(count)
+    warmup_only = self._schedule("constant")(step // self.accumulate_steps)
+    return self.learning_rate(step, time_fraction) / warmup_only
 
   def checkpoint_tree(self) -> dict:
     """The arrays a checkpoint stores (the static fields come from the config)."""
